@@ -1,0 +1,26 @@
+/* Asking a tracker for peers and subscribing (PROTOCOL.md section 2). */
+#ifndef NET_TRACKER_CLIENT_H
+#define NET_TRACKER_CLIENT_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "net/wire.h"
+
+enum tracker_query_result {
+    TRACKER_QUERY_OK = 0,
+    TRACKER_QUERY_ENET = -1,     /* could not connect/send/receive, or garbage answer */
+    TRACKER_QUERY_EREFUSED = -2, /* tracker answered a non-zero status; err holds its message */
+};
+
+/* One request on one connection. On success *peers (malloc'd, may be NULL
+ * when *npeers is 0) holds the answer. local_out, if not NULL, receives the
+ * local address of the connection to the tracker (to announce ourselves).
+ * Lengths from the tracker are checked before anything is allocated. */
+int tracker_query(const struct sockaddr_in *tracker, enum wire_tracker_command command,
+                  const uint8_t hash[CASCADE_HASH_LEN], uint32_t my_ip, uint16_t my_port,
+                  int timeout_ms, struct wire_peer_record **peers, size_t *npeers,
+                  struct sockaddr_in *local_out, char *err, size_t errlen);
+
+#endif
