@@ -1,0 +1,716 @@
+/* The local block store: see store.h for the rules it keeps.
+ *
+ * put(): verify the hash, pwrite the block (no lock: different blocks never
+ * overlap, and two writers of one block write identical bytes), then set the
+ * in-memory held bit. From then on readers see the block (its verified bytes
+ * are in the page cache) and the block is "pending": not yet in the record.
+ *
+ * Durability is batched, never one fdatasync per block. A flush snapshots
+ * the held bits, fdatasyncs the data file, and only then writes the bits
+ * that changed into the record. Every bit in the snapshot was set after its
+ * pwrite returned, so its bytes are covered by that fdatasync: the record on
+ * disk never claims a block whose bytes are not durable. A background
+ * flusher thread does this when enough is pending or a second has passed;
+ * cascade_store_flush() and close() do it on demand.
+ *
+ * Locks (take in this order): flush_lock serializes flushes and owns
+ * `durable`; lock guards held, held_count and the pending counters. Nothing
+ * slow (hashing, disk I/O) happens under `lock`.
+ */
+#include "cascade/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cascade/log.h"
+#include "cascade/store_record.h"
+#include "cascade/util.h"
+
+/* Flush the record when this much is pending, or after FLUSH_AGE_MS. */
+#define FLUSH_PENDING_BLOCKS 4096
+#define FLUSH_PENDING_BYTES (64u << 20)
+#define FLUSH_AGE_MS 1000
+
+struct cascade_store {
+    const struct cascade_meta *meta;
+    char *dir;
+    char *data_path;
+    char *record_path;
+    int data_fd;
+    int record_fd;              /* -1: marks kept in memory only (read-only cache) */
+    bool read_only;
+    size_t bits_len;            /* (block_count + 7) / 8 */
+    struct cascade_record_id record_id;
+
+    pthread_mutex_t lock;
+    uint8_t *held;              /* what readers trust; guarded by lock */
+    uint64_t held_count;        /* guarded by lock */
+    uint64_t pending_blocks;    /* held but not yet in the record; guarded by lock */
+    uint64_t pending_bytes;
+    uint64_t pending_since_ms;  /* when the oldest pending mark was set */
+    bool stop;                  /* tells the flusher to exit; guarded by lock */
+    pthread_cond_t wake;        /* flusher waits here (CLOCK_MONOTONIC) */
+
+    pthread_mutex_t flush_lock;
+    uint8_t *durable;           /* bits as written in the record; guarded by flush_lock */
+    uint8_t *snapshot;          /* scratch for a flush; guarded by flush_lock */
+
+    pthread_t flusher;
+    bool flusher_running;
+};
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static uint64_t store_block_len(const struct cascade_meta *m, uint64_t idx)
+{
+    if (idx >= m->block_count)
+        return 0;
+    uint64_t off = idx * m->block_size;
+    uint64_t rest = m->size - off;
+    return rest < m->block_size ? rest : m->block_size;
+}
+
+static bool bit_get(const uint8_t *bits, uint64_t i)
+{
+    return (bits[i / 8] >> (i % 8)) & 1;
+}
+
+static void bit_set(uint8_t *bits, uint64_t i)
+{
+    bits[i / 8] |= (uint8_t)(1u << (i % 8));
+}
+
+static void bit_clear(uint8_t *bits, uint64_t i)
+{
+    bits[i / 8] &= (uint8_t)~(1u << (i % 8));
+}
+
+static int pread_all(int fd, void *buf, size_t len, uint64_t off)
+{
+    uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t n = pread(fd, p, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = ENODATA;   /* file shorter than the block */
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+    const uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+static bool block_matches(const struct cascade_meta *m, uint64_t idx,
+                          const void *data, size_t len)
+{
+    uint8_t got[CASCADE_HASH_LEN];
+    if (cascade_sha256(data, len, got) < 0)
+        return false;
+    return memcmp(got, cascade_meta_block_hash(m, idx), CASCADE_HASH_LEN) == 0;
+}
+
+/* ---- folders and paths ------------------------------------------------ */
+
+int cascade_store_default_root(char *out, size_t outlen)
+{
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    int n;
+    /* The XDG spec says a relative XDG_CACHE_HOME is invalid: ignore it. */
+    if (xdg && xdg[0] == '/')
+        n = snprintf(out, outlen, "%s/cascadefs", xdg);
+    else if (home && home[0])
+        n = snprintf(out, outlen, "%s/.cache/cascadefs", home);
+    else
+        return -1;
+    return (n < 0 || (size_t)n >= outlen) ? -1 : 0;
+}
+
+/* mkdir -p; every folder we create is private to the user (0700). */
+static int store_mkdir_p(const char *path, char *err, size_t errlen)
+{
+    char *tmp = strdup(path);
+    if (!tmp) {
+        cascade_errf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (char *p = tmp + 1; ; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char saved = *p;
+        *p = '\0';
+        if (mkdir(tmp, 0700) < 0 && errno != EEXIST) {
+            cascade_errf(err, errlen, "mkdir %s: %s", tmp, strerror(errno));
+            free(tmp);
+            return -1;
+        }
+        *p = saved;
+        if (saved == '\0')
+            break;
+    }
+    free(tmp);
+    struct stat sb;
+    if (stat(path, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+        cascade_errf(err, errlen, "%s is not a folder", path);
+        return -1;
+    }
+    return 0;
+}
+
+static char *path_join(const char *a, const char *b)
+{
+    size_t len = strlen(a) + 1 + strlen(b) + 1;
+    char *p = malloc(len);
+    if (p)
+        snprintf(p, len, "%s/%s", a, b);
+    return p;
+}
+
+static int store_make_paths(struct cascade_store *st, const struct cascade_store_options *opts,
+                            char *err, size_t errlen)
+{
+    char root[PATH_MAX];
+    if (opts->cache_root) {
+        if (snprintf(root, sizeof root, "%s", opts->cache_root) >= (int)sizeof root) {
+            cascade_errf(err, errlen, "cache folder path too long");
+            return -1;
+        }
+    } else if (cascade_store_default_root(root, sizeof root) < 0) {
+        cascade_errf(err, errlen, "no cache folder: set XDG_CACHE_HOME or HOME, or give one");
+        return -1;
+    }
+    char hex[CASCADE_HEX_LEN];
+    cascade_hex(st->meta->cascade_hash, CASCADE_HASH_LEN, hex);
+    st->dir = path_join(root, hex);
+    st->record_path = st->dir ? path_join(st->dir, "held") : NULL;
+    st->data_path = opts->data_path ? strdup(opts->data_path)
+                    : st->dir ? path_join(st->dir, "data") : NULL;
+    if (!st->dir || !st->record_path || !st->data_path) {
+        cascade_errf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- opening the data file and the record ----------------------------- */
+
+/* Opens the data file; *old_size is its size before we extend it. */
+static int store_open_data(struct cascade_store *st, uint64_t *old_size,
+                           char *err, size_t errlen)
+{
+    int flags = st->read_only ? O_RDONLY : O_RDWR | O_CREAT;
+    st->data_fd = open(st->data_path, flags | O_CLOEXEC, 0644);
+    if (st->data_fd < 0) {
+        cascade_errf(err, errlen, "open %s: %s", st->data_path, strerror(errno));
+        return -1;
+    }
+    struct stat sb;
+    if (fstat(st->data_fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+        cascade_errf(err, errlen, "%s is not a regular file", st->data_path);
+        return -1;
+    }
+    *old_size = (uint64_t)sb.st_size;
+    st->record_id.data_ino = (uint64_t)sb.st_ino;
+    /* Inode numbers are reused at once; the birth time tells a file that
+     * replaced ours apart from it (0 where the filesystem has none). */
+    struct statx sx;
+    if (statx(st->data_fd, "", AT_EMPTY_PATH, STATX_BTIME, &sx) == 0 &&
+        (sx.stx_mask & STATX_BTIME))
+        st->record_id.data_birth_ns = (uint64_t)sx.stx_btime.tv_sec * 1000000000u +
+                                      sx.stx_btime.tv_nsec;
+    char *abs = realpath(st->data_path, NULL);
+    const char *name = abs ? abs : st->data_path;
+    int rc = cascade_sha256(name, strlen(name), st->record_id.data_path_hash);
+    free(abs);
+    if (rc < 0) {
+        cascade_errf(err, errlen, "sha256 failed");
+        return -1;
+    }
+    return 0;
+}
+
+/* Sparse, full size: a reader of the mounted file sees the right length at
+ * once. A user's longer file is left alone. */
+static int store_extend_data(struct cascade_store *st, uint64_t old_size,
+                             char *err, size_t errlen)
+{
+    if (st->read_only || old_size >= st->meta->size)
+        return 0;
+    if (ftruncate(st->data_fd, (off_t)st->meta->size) < 0) {
+        cascade_errf(err, errlen, "extend %s: %s", st->data_path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Marks of blocks that end past the data file's current end are stale
+ * (the file was replaced or cut short); drop them. Returns how many. */
+static uint64_t store_drop_blocks_past(struct cascade_store *st, uint64_t file_size)
+{
+    uint64_t dropped = 0;
+    const struct cascade_meta *m = st->meta;
+    for (uint64_t i = 0; i < m->block_count; i++) {
+        uint64_t end = i * m->block_size + store_block_len(m, i);
+        if (bit_get(st->held, i) && end > file_size) {
+            bit_clear(st->held, i);
+            dropped++;
+        }
+    }
+    return dropped;
+}
+
+static uint64_t count_bits(const uint8_t *bits, size_t len)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += (uint64_t)__builtin_popcount(bits[i]);
+    return n;
+}
+
+/* Loads (or starts) the record. A read-only store whose cache folder cannot
+ * be written keeps its marks in memory. */
+static int store_open_record(struct cascade_store *st, uint64_t data_size,
+                             char *err, size_t errlen)
+{
+    st->record_fd = open(st->record_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (st->record_fd < 0) {
+        if (!st->read_only) {
+            cascade_errf(err, errlen, "open %s: %s", st->record_path, strerror(errno));
+            return -1;
+        }
+        log_warn("store: cannot write %s (%s); held marks kept in memory only",
+                 st->record_path, strerror(errno));
+        return 0;
+    }
+    int loaded = cascade_record_load(st->record_fd, &st->record_id, st->held,
+                                     st->bits_len, err, errlen);
+    if (loaded < 0)
+        return -1;
+    uint64_t dropped = loaded ? store_drop_blocks_past(st, data_size) : 0;
+    if (loaded == 0 || dropped > 0) {
+        if (loaded == 0)
+            log_debug("store: no matching held record in %s; starting empty", st->dir);
+        else
+            log_warn("store: %s is shorter than recorded; %llu marks dropped",
+                     st->data_path, (unsigned long long)dropped);
+        /* Written (and synced) before the data file is extended, so a stale
+         * mark cannot come back after a crash. */
+        if (cascade_record_rewrite(st->record_fd, &st->record_id, st->held,
+                                   st->bits_len, err, errlen) < 0)
+            return -1;
+        if (dropped > 0 && fdatasync(st->record_fd) < 0) {
+            cascade_errf(err, errlen, "sync %s: %s", st->record_path, strerror(errno));
+            return -1;
+        }
+    }
+    memcpy(st->durable, st->held, st->bits_len);
+    st->held_count = count_bits(st->held, st->bits_len);
+    return 0;
+}
+
+/* ---- flushing ----------------------------------------------------------- */
+
+/* Makes the current held marks durable: snapshot, fdatasync data, write the
+ * changed record bytes; with sync_record also fdatasync the record. */
+static int store_flush_locked(struct cascade_store *st, bool sync_record)
+{
+    pthread_mutex_lock(&st->lock);
+    memcpy(st->snapshot, st->held, st->bits_len);
+    uint64_t blocks = st->pending_blocks, bytes = st->pending_bytes;
+    st->pending_blocks = 0;
+    st->pending_bytes = 0;
+    pthread_mutex_unlock(&st->lock);
+
+    size_t from = 0, to = st->bits_len;
+    while (from < to && st->snapshot[from] == st->durable[from])
+        from++;
+    while (to > from && st->snapshot[to - 1] == st->durable[to - 1])
+        to--;
+    if (from == to && !sync_record)
+        return CASCADE_STORE_OK;
+
+    /* Data first: every bit in the snapshot had its pwrite done already. */
+    if ((from < to && fdatasync(st->data_fd) < 0) ||
+        cascade_record_write_bits(st->record_fd, st->snapshot, from, to) < 0 ||
+        (sync_record && fdatasync(st->record_fd) < 0)) {
+        log_error("store: flush of %s: %s", st->record_path, strerror(errno));
+        pthread_mutex_lock(&st->lock);   /* keep them pending for a retry */
+        if (st->pending_blocks == 0)
+            st->pending_since_ms = cascade_now_ms();
+        st->pending_blocks += blocks;
+        st->pending_bytes += bytes;
+        pthread_mutex_unlock(&st->lock);
+        return CASCADE_STORE_EIO;
+    }
+    memcpy(st->durable + from, st->snapshot + from, to - from);
+    return CASCADE_STORE_OK;
+}
+
+int cascade_store_flush(struct cascade_store *st)
+{
+    if (st->record_fd < 0)
+        return CASCADE_STORE_OK;
+    pthread_mutex_lock(&st->flush_lock);
+    int rc = store_flush_locked(st, true);
+    pthread_mutex_unlock(&st->flush_lock);
+    return rc;
+}
+
+static bool flush_due(const struct cascade_store *st, uint64_t now)
+{
+    return st->pending_blocks > 0 &&
+           (st->pending_blocks >= FLUSH_PENDING_BLOCKS ||
+            st->pending_bytes >= FLUSH_PENDING_BYTES ||
+            now - st->pending_since_ms >= FLUSH_AGE_MS);
+}
+
+static void deadline_in_ms(struct timespec *ts, uint64_t ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += (time_t)(ms / 1000);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* Background flusher: wakes when a put says enough is pending, or at the
+ * latest FLUSH_AGE_MS after the oldest pending mark. */
+static void *store_flusher_main(void *arg)
+{
+    struct cascade_store *st = arg;
+    pthread_mutex_lock(&st->lock);
+    while (!st->stop) {
+        uint64_t now = cascade_now_ms();
+        if (!flush_due(st, now)) {
+            uint64_t wait = FLUSH_AGE_MS;
+            if (st->pending_blocks > 0)
+                wait = st->pending_since_ms + FLUSH_AGE_MS - now;
+            struct timespec ts;
+            deadline_in_ms(&ts, wait);
+            pthread_cond_timedwait(&st->wake, &st->lock, &ts);
+            continue;
+        }
+        pthread_mutex_unlock(&st->lock);
+        pthread_mutex_lock(&st->flush_lock);
+        int rc = store_flush_locked(st, false);
+        pthread_mutex_unlock(&st->flush_lock);
+        pthread_mutex_lock(&st->lock);
+        if (rc < 0 && !st->stop) {   /* disk trouble: do not spin */
+            struct timespec ts;
+            deadline_in_ms(&ts, FLUSH_AGE_MS);
+            pthread_cond_timedwait(&st->wake, &st->lock, &ts);
+        }
+    }
+    pthread_mutex_unlock(&st->lock);
+    return NULL;
+}
+
+/* ---- open / close ------------------------------------------------------ */
+
+static int store_init_sync(struct cascade_store *st, char *err, size_t errlen)
+{
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0 ||
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
+        pthread_cond_init(&st->wake, &ca) != 0) {
+        cascade_errf(err, errlen, "pthread_cond_init failed");
+        return -1;
+    }
+    pthread_condattr_destroy(&ca);
+    if (pthread_mutex_init(&st->lock, NULL) != 0 ||
+        pthread_mutex_init(&st->flush_lock, NULL) != 0) {
+        cascade_errf(err, errlen, "pthread_mutex_init failed");
+        return -1;
+    }
+    return 0;
+}
+
+static int store_check_meta(const struct cascade_meta *m, char *err, size_t errlen)
+{
+    uint64_t need;
+    if (m->block_size == 0 || m->size > (uint64_t)INT64_MAX ||
+        cascade_mul_overflows(m->block_count, m->block_size, &need) ||
+        need < m->size || (m->block_count > 0 && need - m->size >= m->block_size) ||
+        m->block_count / 8 >= SIZE_MAX - CASCADE_RECORD_HEADER_LEN) {
+        cascade_errf(err, errlen, "store: inconsistent metadata sizes");
+        return -1;
+    }
+    return 0;
+}
+
+int cascade_store_open(const struct cascade_meta *meta,
+                       const struct cascade_store_options *opts,
+                       struct cascade_store **out, char *err, size_t errlen)
+{
+    static const struct cascade_store_options defaults = {0};
+    if (!opts)
+        opts = &defaults;
+    *out = NULL;
+    if (store_check_meta(meta, err, errlen) < 0)
+        return -1;
+    struct cascade_store *st = calloc(1, sizeof *st);
+    if (!st) {
+        cascade_errf(err, errlen, "out of memory");
+        return -1;
+    }
+    st->meta = meta;
+    st->read_only = opts->read_only;
+    st->data_fd = -1;
+    st->record_fd = -1;
+    st->bits_len = (size_t)((meta->block_count + 7) / 8);
+    st->record_id.size = meta->size;
+    st->record_id.block_size = meta->block_size;
+    st->record_id.block_count = meta->block_count;
+    memcpy(st->record_id.cascade_hash, meta->cascade_hash, CASCADE_HASH_LEN);
+    /* +1: never a zero-sized allocation for an empty file. */
+    st->held = calloc(st->bits_len + 1, 1);
+    st->durable = calloc(st->bits_len + 1, 1);
+    st->snapshot = calloc(st->bits_len + 1, 1);
+    if (!st->held || !st->durable || !st->snapshot) {
+        cascade_errf(err, errlen, "out of memory");
+        goto fail_mem;
+    }
+    if (store_init_sync(st, err, errlen) < 0)
+        goto fail_mem;
+
+    uint64_t old_size = 0;
+    if (store_make_paths(st, opts, err, errlen) < 0)
+        goto fail;
+    bool dir_ok = store_mkdir_p(st->dir, err, errlen) == 0;
+    if (!dir_ok && !st->read_only)
+        goto fail;
+    if (store_open_data(st, &old_size, err, errlen) < 0 ||
+        store_open_record(st, old_size, err, errlen) < 0 ||
+        store_extend_data(st, old_size, err, errlen) < 0)
+        goto fail;
+    if (!st->read_only || st->record_fd >= 0) {
+        if (pthread_create(&st->flusher, NULL, store_flusher_main, st) != 0) {
+            cascade_errf(err, errlen, "cannot start the store flusher thread");
+            goto fail;
+        }
+        st->flusher_running = true;
+    }
+    *out = st;
+    return 0;
+
+fail:
+    cascade_store_close(st);
+    return -1;
+fail_mem:
+    free(st->held);
+    free(st->durable);
+    free(st->snapshot);
+    free(st);
+    return -1;
+}
+
+void cascade_store_close(struct cascade_store *st)
+{
+    if (!st)
+        return;
+    if (st->flusher_running) {
+        pthread_mutex_lock(&st->lock);
+        st->stop = true;
+        pthread_cond_signal(&st->wake);
+        pthread_mutex_unlock(&st->lock);
+        pthread_join(st->flusher, NULL);
+        if (cascade_store_flush(st) < 0)
+            log_error("store: final flush of %s failed; some blocks may be fetched again",
+                      st->dir);
+    }
+    if (st->data_fd >= 0)
+        close(st->data_fd);
+    if (st->record_fd >= 0)
+        close(st->record_fd);
+    pthread_mutex_destroy(&st->lock);
+    pthread_mutex_destroy(&st->flush_lock);
+    pthread_cond_destroy(&st->wake);
+    free(st->dir);
+    free(st->data_path);
+    free(st->record_path);
+    free(st->held);
+    free(st->durable);
+    free(st->snapshot);
+    free(st);
+}
+
+/* ---- blocks ------------------------------------------------------------- */
+
+/* Sets the held bit of a block whose verified bytes are written. */
+static void store_mark_held(struct cascade_store *st, uint64_t idx, uint64_t len)
+{
+    pthread_mutex_lock(&st->lock);
+    if (!bit_get(st->held, idx)) {
+        bit_set(st->held, idx);
+        st->held_count++;
+        if (st->pending_blocks == 0)
+            st->pending_since_ms = cascade_now_ms();
+        st->pending_blocks++;
+        st->pending_bytes += len;
+        if (st->pending_blocks >= FLUSH_PENDING_BLOCKS ||
+            st->pending_bytes >= FLUSH_PENDING_BYTES)
+            pthread_cond_signal(&st->wake);
+    }
+    pthread_mutex_unlock(&st->lock);
+}
+
+bool cascade_store_has(struct cascade_store *st, uint64_t idx)
+{
+    if (idx >= st->meta->block_count)
+        return false;
+    pthread_mutex_lock(&st->lock);
+    bool held = bit_get(st->held, idx);
+    pthread_mutex_unlock(&st->lock);
+    return held;
+}
+
+int cascade_store_put(struct cascade_store *st, uint64_t idx, const void *data, size_t len)
+{
+    uint64_t want = store_block_len(st->meta, idx);
+    if (idx >= st->meta->block_count || (uint64_t)len != want)
+        return CASCADE_STORE_ERANGE;
+    if (st->read_only)
+        return CASCADE_STORE_EROFS;
+    if (!block_matches(st->meta, idx, data, len))
+        return CASCADE_STORE_EHASH;
+    if (cascade_store_has(st, idx))
+        return CASCADE_STORE_OK;
+    if (pwrite_all(st->data_fd, data, len, idx * st->meta->block_size) < 0) {
+        log_error("store: write block %llu to %s: %s", (unsigned long long)idx,
+                  st->data_path, strerror(errno));
+        return CASCADE_STORE_EIO;
+    }
+    store_mark_held(st, idx, len);
+    return CASCADE_STORE_OK;
+}
+
+int cascade_store_read(struct cascade_store *st, uint64_t idx, uint64_t off,
+                       void *buf, size_t len)
+{
+    uint64_t blen = store_block_len(st->meta, idx), end;
+    if (idx >= st->meta->block_count || cascade_add_overflows(off, len, &end) || end > blen)
+        return CASCADE_STORE_ERANGE;
+    if (!cascade_store_has(st, idx))
+        return CASCADE_STORE_MISSING;
+    if (pread_all(st->data_fd, buf, len, idx * st->meta->block_size + off) < 0) {
+        if (errno == ENODATA)
+            errno = EIO;
+        log_error("store: read block %llu from %s: %s", (unsigned long long)idx,
+                  st->data_path, strerror(errno));
+        return CASCADE_STORE_EIO;
+    }
+    return CASCADE_STORE_OK;
+}
+
+uint64_t cascade_store_held_count(struct cascade_store *st)
+{
+    pthread_mutex_lock(&st->lock);
+    uint64_t n = st->held_count;
+    pthread_mutex_unlock(&st->lock);
+    return n;
+}
+
+bool cascade_store_complete(struct cascade_store *st)
+{
+    return cascade_store_held_count(st) == st->meta->block_count;
+}
+
+void cascade_store_held_map(struct cascade_store *st, uint8_t *bits)
+{
+    pthread_mutex_lock(&st->lock);
+    memcpy(bits, st->held, st->bits_len);
+    pthread_mutex_unlock(&st->lock);
+}
+
+/* ---- adopting an existing data file --------------------------------------- */
+
+int64_t cascade_store_adopt(struct cascade_store *st, struct cascade_progress *progress)
+{
+    const struct cascade_meta *m = st->meta;
+    /* Block 0 is the longest block; store_check_meta keeps sizes sane. */
+    size_t cap = m->block_count ? (size_t)store_block_len(m, 0) : 1;
+    uint8_t *buf = malloc(cap);
+    if (!buf) {
+        log_error("store: adopt: cannot allocate a %zu-byte block buffer", cap);
+        return CASCADE_STORE_EIO;
+    }
+    int64_t marked = 0;
+    for (uint64_t i = 0; i < m->block_count; i++) {
+        if (progress)
+            cascade_progress_update(progress, i);
+        if (cascade_store_has(st, i))
+            continue;
+        size_t len = (size_t)store_block_len(m, i);
+        if (pread_all(st->data_fd, buf, len, i * m->block_size) < 0) {
+            if (errno != ENODATA)   /* past the end is simply not held */
+                log_warn("store: adopt: read block %llu of %s: %s",
+                         (unsigned long long)i, st->data_path, strerror(errno));
+            continue;
+        }
+        if (block_matches(m, i, buf, len)) {
+            store_mark_held(st, i, len);
+            marked++;
+        }
+    }
+    free(buf);
+    if (progress)
+        cascade_progress_update(progress, m->block_count);
+    if (cascade_store_flush(st) < 0)
+        return CASCADE_STORE_EIO;
+    return marked;
+}
+
+/* ---- accessors ------------------------------------------------------------ */
+
+const struct cascade_meta *cascade_store_meta(const struct cascade_store *st)
+{
+    return st->meta;
+}
+
+int cascade_store_data_fd(const struct cascade_store *st)
+{
+    return st->data_fd;
+}
+
+const char *cascade_store_data_path(const struct cascade_store *st)
+{
+    return st->data_path;
+}
+
+const char *cascade_store_dir(const struct cascade_store *st)
+{
+    return st->dir;
+}
