@@ -35,19 +35,12 @@ const char *cascade_meta_strerror(int code)
     }
 }
 
-/* n = ceil(size / block_size) and the file length 64 + 32n, all checked.
- * The spec's formula (size + block_size - 1) / block_size must not overflow
- * either, so other implementations using it agree with us. */
+/* n = ceil(size / block_size), computed so it cannot overflow, and the file
+ * length 64 + 32n, checked against 64 bits and what a file can hold (off_t). */
 static int count_blocks(struct header *h, uint64_t *expected_len, char *err, size_t errlen)
 {
-    uint64_t sum, hash_bytes;
-    if (cascade_add_overflows(h->size, h->block_size - 1, &sum)) {
-        cascade_errf(err, errlen, "size %llu with block size %llu: size + block size - 1 "
-                     "overflows 64 bits", (unsigned long long)h->size,
-                     (unsigned long long)h->block_size);
-        return CASCADE_META_EOVERFLOW;
-    }
-    h->block_count = sum / h->block_size;
+    uint64_t hash_bytes;
+    h->block_count = h->size / h->block_size + (h->size % h->block_size != 0);
     if (cascade_mul_overflows(h->block_count, CASCADE_HASH_LEN, &hash_bytes) ||
         cascade_add_overflows(hash_bytes, CASCADE_HEADER_LEN, expected_len) ||
         *expected_len > (uint64_t)INT64_MAX) {
