@@ -657,6 +657,16 @@ void cascade_store_held_map(struct cascade_store *st, uint8_t *bits)
 
 /* ---- adopting an existing data file --------------------------------------- */
 
+/* Progress counts bytes or blocks, as the caller set it up. */
+static void adopt_report(struct cascade_progress *progress, const struct cascade_meta *m,
+                         uint64_t blocks_done)
+{
+    if (!progress)
+        return;
+    uint64_t bytes = blocks_done >= m->block_count ? m->size : blocks_done * m->block_size;
+    cascade_progress_update(progress, progress->bytes ? bytes : blocks_done);
+}
+
 int64_t cascade_store_adopt(struct cascade_store *st, struct cascade_progress *progress)
 {
     const struct cascade_meta *m = st->meta;
@@ -669,8 +679,7 @@ int64_t cascade_store_adopt(struct cascade_store *st, struct cascade_progress *p
     }
     int64_t marked = 0;
     for (uint64_t i = 0; i < m->block_count; i++) {
-        if (progress)
-            cascade_progress_update(progress, i);
+        adopt_report(progress, m, i);
         if (cascade_store_has(st, i))
             continue;
         size_t len = (size_t)store_block_len(m, i);
@@ -686,8 +695,7 @@ int64_t cascade_store_adopt(struct cascade_store *st, struct cascade_progress *p
         }
     }
     free(buf);
-    if (progress)
-        cascade_progress_update(progress, m->block_count);
+    adopt_report(progress, m, m->block_count);
     if (cascade_store_flush(st) < 0)
         return CASCADE_STORE_EIO;
     return marked;

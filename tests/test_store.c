@@ -333,11 +333,45 @@ static void test_reopen_resumes(void **state)
     cascade_store_close(st);
 }
 
+
 static char *record_path_of(struct cascade_store *st)
 {
     char *p = NULL;
     assert_true(asprintf(&p, "%s/held", cascade_store_dir(st)) > 0);
     return p;
+}
+
+/* Bit idx of the record file on disk (not the store's memory). */
+static bool record_bit_on_disk(const char *rec, uint64_t idx)
+{
+    int fd = open(rec, O_RDONLY);
+    assert_true(fd >= 0);
+    uint8_t byte = 0;
+    ssize_t n = pread(fd, &byte, 1, (off_t)(CASCADE_RECORD_HEADER_LEN + idx / 8));
+    close(fd);
+    return n == 1 && ((byte >> (idx % 8)) & 1);
+}
+
+/* Without any flush call, a held mark still reaches the record soon (the
+ * background flusher writes marks older than about a second). */
+static void test_background_flush(void **state)
+{
+    struct fixture *f = *state;
+    build_meta(f, 8 * 1024, 1024, 15);
+    struct cascade_store *st = open_store(f, NULL, false);
+    char *rec = record_path_of(st);
+    assert_false(record_bit_on_disk(rec, 5));
+    assert_int_equal(put_block(st, f, 5), CASCADE_STORE_OK);
+    bool on_disk = false;
+    for (int tries = 0; tries < 300 && !on_disk; tries++) {   /* bounded: 30 s */
+        struct timespec pause = { 0, 100 * 1000000L };
+        nanosleep(&pause, NULL);
+        on_disk = record_bit_on_disk(rec, 5);
+    }
+    assert_true(on_disk);
+    assert_false(record_bit_on_disk(rec, 4));
+    cascade_store_close(st);
+    free(rec);
 }
 
 static void test_record_of_other_meta_discarded(void **state)
@@ -425,7 +459,10 @@ static void test_adopt_complete_file(void **state)
     struct cascade_store *st = open_store(f, path, false);
     assert_string_equal(cascade_store_data_path(st), path);
     assert_int_equal(cascade_store_held_count(st), 0);
-    assert_int_equal(cascade_store_adopt(st, NULL), (int64_t)f->meta.block_count);
+    struct cascade_progress prog;
+    cascade_progress_init(&prog, "verifying", f->meta.size, true, true);
+    assert_int_equal(cascade_store_adopt(st, &prog), (int64_t)f->meta.block_count);
+    assert_int_equal(prog.done, f->meta.size);
     assert_true(cascade_store_complete(st));
     assert_held_blocks_correct(st, f);
     assert_int_equal(cascade_store_adopt(st, NULL), 0);   /* nothing new */
@@ -684,6 +721,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_empty_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_folders_and_default_root, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_resumes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_background_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_of_other_meta_discarded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replaced_data_file_drops_marks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_adopt_complete_file, setup, teardown),
