@@ -110,6 +110,25 @@ static int check_create_paths(const struct create_opts *o, uint64_t *size)
     return -1;
 }
 
+/* Hash the data and report the result; the exit code. */
+static int run_create(const struct create_opts *o, uint64_t size)
+{
+    struct cascade_progress progress;
+    uint8_t hash[CASCADE_HASH_LEN];
+    char err[CASCADE_ERRLEN];
+    cascade_progress_init(&progress, "hashing", size, true, o->quiet);
+    int rc = cascade_create(o->data, o->block_size, o->out, &progress, hash, err, sizeof err);
+    cascade_progress_finish(&progress);
+    if (rc != 0) {
+        fprintf(stderr, "cascade create: %s\n", err);
+        return CLI_FAIL;
+    }
+    char hex[CASCADE_HEX_LEN];
+    cascade_hex(hash, CASCADE_HASH_LEN, hex);
+    printf("%s\n%s\n", o->out, hex);
+    return CLI_OK;
+}
+
 int cli_create(int argc, char **argv)
 {
     struct create_opts o = {0};
@@ -128,23 +147,8 @@ int cli_create(int argc, char **argv)
     }
     uint64_t size = 0;
     rc = check_create_paths(&o, &size);
-    if (rc < 0) {
-        struct cascade_progress progress;
-        uint8_t hash[CASCADE_HASH_LEN];
-        char err[CASCADE_ERRLEN];
-        cascade_progress_init(&progress, "hashing", size, true, o.quiet);
-        rc = cascade_create(o.data, o.block_size, o.out, &progress, hash, err, sizeof err);
-        cascade_progress_finish(&progress);
-        if (rc != 0) {
-            fprintf(stderr, "cascade create: %s\n", err);
-            rc = CLI_FAIL;
-        } else {
-            char hex[CASCADE_HEX_LEN];
-            cascade_hex(hash, CASCADE_HASH_LEN, hex);
-            printf("%s\n%s\n", o.out, hex);
-            rc = CLI_OK;
-        }
-    }
+    if (rc < 0)
+        rc = run_create(&o, size);
     free(default_out);
     return rc;
 }
@@ -347,9 +351,11 @@ static int verify_data(const struct cascade_meta *m, const char *data, bool quie
     cascade_progress_init(&progress, "verifying", m->size, true, quiet);
     if (!v.block || !v.whole)
         fprintf(stderr, "cascade verify: out of memory\n");
-    else if (verify_stream(fd, data, &v, &progress) == 0) {
+    else {
+        int streamed = verify_stream(fd, data, &v, &progress);
         cascade_progress_finish(&progress);
-        rc = verify_report(&v);
+        if (streamed == 0)
+            rc = verify_report(&v);
     }
     cascade_sha256_free(v.block);
     cascade_sha256_free(v.whole);
