@@ -121,12 +121,12 @@ static void fill_meta(struct cascade_meta *out, const struct header *h)
 /* Room for the hash list; malloc(0) may return NULL, so ask for at least 1. */
 static uint8_t *alloc_hashes(uint64_t count, char *err, size_t errlen)
 {
-    size_t bytes = (size_t)count * CASCADE_HASH_LEN;
     if (count > SIZE_MAX / CASCADE_HASH_LEN) {
         cascade_errf(err, errlen, "%llu block hashes do not fit in memory",
                      (unsigned long long)count);
         return NULL;
     }
+    size_t bytes = (size_t)count * CASCADE_HASH_LEN;
     uint8_t *p = malloc(bytes ? bytes : 1);
     if (!p)
         cascade_errf(err, errlen, "out of memory for %llu block hashes",
