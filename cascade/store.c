@@ -249,6 +249,11 @@ static int store_open_data(struct cascade_store *st, uint64_t *old_size,
         (sx.stx_mask & STATX_BTIME))
         st->record_id.data_birth_ns = (uint64_t)sx.stx_btime.tv_sec * 1000000000u +
                                       sx.stx_btime.tv_nsec;
+    /* A file we never write must be unchanged since it was verified: any
+     * change moves its ctime (which no one can set back). */
+    if (st->read_only)
+        st->record_id.data_ctime_ns = (uint64_t)sb.st_ctim.tv_sec * 1000000000u +
+                                      (uint64_t)sb.st_ctim.tv_nsec;
     char *abs = realpath(st->data_path, NULL);
     const char *name = abs ? abs : st->data_path;
     int rc = cascade_sha256(name, strlen(name), st->record_id.data_path_hash);
@@ -298,6 +303,30 @@ static uint64_t count_bits(const uint8_t *bits, size_t len)
     return n;
 }
 
+/* The data file is not the one the record was written for (moved, copied,
+ * replaced, or changed under a read-only store): keep only the marked
+ * blocks whose bytes still verify. Returns how many were dropped, or -1. */
+static int64_t store_recheck_held(struct cascade_store *st)
+{
+    const struct cascade_meta *m = st->meta;
+    uint8_t *buf = malloc(m->block_count ? (size_t)store_block_len(m, 0) : 1);
+    if (!buf)
+        return -1;
+    int64_t dropped = 0;
+    for (uint64_t i = 0; i < m->block_count; i++) {
+        if (!bit_get(st->held, i))
+            continue;
+        size_t len = (size_t)store_block_len(m, i);
+        if (pread_all(st->data_fd, buf, len, i * m->block_size) < 0 ||
+            !block_matches(m, i, buf, len)) {
+            bit_clear(st->held, i);
+            dropped++;
+        }
+    }
+    free(buf);
+    return dropped;
+}
+
 /* Loads (or starts) the record. A read-only store whose cache folder cannot
  * be written keeps its marks in memory. */
 static int store_open_record(struct cascade_store *st, uint64_t data_size,
@@ -313,23 +342,40 @@ static int store_open_record(struct cascade_store *st, uint64_t data_size,
                  st->record_path, strerror(errno));
         return 0;
     }
-    int loaded = cascade_record_load(st->record_fd, &st->record_id, st->held,
-                                     st->bits_len, err, errlen);
-    if (loaded < 0)
+    int state = cascade_record_load(st->record_fd, &st->record_id, st->held,
+                                    st->bits_len, err, errlen);
+    if (state < 0)
         return -1;
-    uint64_t dropped = loaded ? store_drop_blocks_past(st, data_size) : 0;
-    if (loaded == 0 || dropped > 0) {
-        if (loaded == 0)
-            log_debug("store: no matching held record in %s; starting empty", st->dir);
-        else
-            log_warn("store: %s is shorter than recorded; %llu marks dropped",
-                     st->data_path, (unsigned long long)dropped);
+    uint64_t dropped = state != CASCADE_RECORD_NONE ? store_drop_blocks_past(st, data_size) : 0;
+    if (dropped > 0)
+        log_warn("store: %s is shorter than recorded; %llu marks dropped",
+                 st->data_path, (unsigned long long)dropped);
+    if (state == CASCADE_RECORD_OTHER_FILE) {
+        log_info("store: %s is not the file the held record was written for; "
+                 "re-verifying its held blocks", st->data_path);
+        int64_t bad = store_recheck_held(st);
+        if (bad < 0) {
+            cascade_errf(err, errlen, "out of memory");
+            return -1;
+        }
+        if (bad > 0)
+            log_warn("store: %lld held blocks of %s no longer verify; dropped",
+                     (long long)bad, st->data_path);
+        /* The marks we keep now rest on this file's bytes: make them durable. */
+        if (fdatasync(st->data_fd) < 0) {
+            cascade_errf(err, errlen, "sync %s: %s", st->data_path, strerror(errno));
+            return -1;
+        }
+    }
+    if (state == CASCADE_RECORD_NONE)
+        log_debug("store: no matching held record in %s; starting empty", st->dir);
+    if (state != CASCADE_RECORD_MATCH || dropped > 0) {
         /* Written (and synced) before the data file is extended, so a stale
          * mark cannot come back after a crash. */
         if (cascade_record_rewrite(st->record_fd, &st->record_id, st->held,
                                    st->bits_len, err, errlen) < 0)
             return -1;
-        if (dropped > 0 && fdatasync(st->record_fd) < 0) {
+        if (state != CASCADE_RECORD_NONE && fdatasync(st->record_fd) < 0) {
             cascade_errf(err, errlen, "sync %s: %s", st->record_path, strerror(errno));
             return -1;
         }

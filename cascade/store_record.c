@@ -20,7 +20,8 @@ static void record_encode_header(const struct cascade_record_id *id,
     memcpy(h + 40, id->cascade_hash, CASCADE_HASH_LEN);
     cascade_put_be64(h + 72, id->data_ino);
     cascade_put_be64(h + 80, id->data_birth_ns);
-    memcpy(h + 88, id->data_path_hash, CASCADE_HASH_LEN);
+    cascade_put_be64(h + 88, id->data_ctime_ns);
+    memcpy(h + 96, id->data_path_hash, CASCADE_HASH_LEN);
 }
 
 /* pread exactly len bytes; 0, or -1 on error or a short file. */
@@ -80,22 +81,24 @@ int cascade_record_load(int fd, const struct cascade_record_id *id,
     }
     /* A record of another length describes something else (or was cut short). */
     if ((uint64_t)sb.st_size != CASCADE_RECORD_HEADER_LEN + (uint64_t)bitslen)
-        return 0;
+        return CASCADE_RECORD_NONE;
     uint8_t want[CASCADE_RECORD_HEADER_LEN], have[CASCADE_RECORD_HEADER_LEN];
     record_encode_header(id, want);
     if (record_pread_all(fd, have, sizeof have, 0) < 0) {
         cascade_errf(err, errlen, "read held record: %s", strerror(errno));
         return -1;
     }
-    if (memcmp(want, have, sizeof want) != 0)
-        return 0;
+    if (memcmp(want, have, CASCADE_RECORD_FILE_ID_OFFSET) != 0)
+        return CASCADE_RECORD_NONE;
     if (record_pread_all(fd, bits, bitslen, CASCADE_RECORD_HEADER_LEN) < 0) {
         cascade_errf(err, errlen, "read held record: %s", strerror(errno));
         memset(bits, 0, bitslen);
         return -1;
     }
     record_clear_padding(bits, bitslen, id->block_count);
-    return 1;
+    if (memcmp(want, have, sizeof want) != 0)
+        return CASCADE_RECORD_OTHER_FILE;
+    return CASCADE_RECORD_MATCH;
 }
 
 int cascade_record_rewrite(int fd, const struct cascade_record_id *id,

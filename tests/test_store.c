@@ -440,6 +440,20 @@ static void test_replaced_data_file_drops_marks(void **state)
     assert_int_equal(rename(other, data), 0);
     st = open_store(f, NULL, false);
     assert_int_equal(cascade_store_held_count(st), 0);
+    for (uint64_t i = 0; i < f->meta.block_count; i++)
+        assert_int_equal(put_block(st, f, i), CASCADE_STORE_OK);
+    cascade_store_close(st);
+
+    /* A copy of it with one block damaged takes its place: the held marks
+     * are re-verified against the new file, and only the damaged one goes. */
+    memcpy(junk, f->data, f->meta.size);
+    junk[9 * 1024 + 3] ^= 0x10;
+    write_file(other, junk, f->meta.size);
+    assert_int_equal(rename(other, data), 0);
+    st = open_store(f, NULL, false);
+    assert_int_equal(cascade_store_held_count(st), f->meta.block_count - 1);
+    assert_false(cascade_store_has(st, 9));
+    assert_held_blocks_correct(st, f);
     cascade_store_close(st);
     free(junk);
     free(other);
@@ -530,6 +544,28 @@ static void test_read_only(void **state)
 
     st = open_store(f, path, true);   /* resumes from the record */
     assert_int_equal(cascade_store_held_count(st), 6);
+    cascade_store_close(st);
+
+    /* The file is changed behind our back between runs: the marks are
+     * re-verified, and the damaged block is no longer held. */
+    struct stat before, after;
+    assert_int_equal(stat(path, &before), 0);
+    /* File times tick coarsely (a few ms): let the clock move on first so
+     * the change is visible in the ctime, as any real later change is. */
+    struct timespec pause = { 0, 50 * 1000000L };
+    nanosleep(&pause, NULL);
+    assert_int_equal(chmod(path, 0644), 0);
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, "garbage", 7, 3 * 1024 + 100), 7);
+    assert_int_equal(close(fd), 0);
+    assert_int_equal(stat(path, &after), 0);
+    assert_true(after.st_ctim.tv_sec != before.st_ctim.tv_sec ||
+                after.st_ctim.tv_nsec != before.st_ctim.tv_nsec);
+    st = open_store(f, path, true);
+    assert_int_equal(cascade_store_held_count(st), 5);
+    assert_false(cascade_store_has(st, 3));
+    assert_held_blocks_correct(st, f);
     cascade_store_close(st);
 
     /* Read-only over a file that does not exist is an error, not a create. */
