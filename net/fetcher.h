@@ -68,7 +68,9 @@ void fetcher_want(struct fetcher *f, uint64_t first, uint64_t count, enum fetch_
 void fetcher_want_all(struct fetcher *f);
 
 /* Wait until block idx is held. 0 when held; -ETIMEDOUT after timeout_ms;
- * -ECANCELED when the fetcher is stopping. Does not itself want the block. */
+ * -ECANCELED when the fetcher is stopping; -EIO when the store failed to
+ * write a block; -ERANGE for an index past the end. Does not itself want
+ * the block. */
 int fetcher_wait(struct fetcher *f, uint64_t idx, int timeout_ms);
 
 /* Wait until every block is held, or timeout_ms (negative: no limit), or
@@ -77,6 +79,10 @@ int fetcher_wait(struct fetcher *f, uint64_t idx, int timeout_ms);
 int fetcher_wait_complete(struct fetcher *f, int timeout_ms, int stall_ms);
 
 void fetcher_get_stats(struct fetcher *f, struct fetcher_stats *out);
+
+/* Lowest block index not held yet (block_count when complete); for
+ * messages such as "no peer could provide block 7". */
+uint64_t fetcher_first_missing(struct fetcher *f);
 
 /* Stop the thread, close every connection. NULL is fine. */
 void fetcher_stop(struct fetcher *f);
