@@ -387,6 +387,22 @@ static int store_open_record(struct cascade_store *st, uint64_t data_size,
 
 /* ---- flushing ----------------------------------------------------------- */
 
+/* After a failed fdatasync the kernel may have dropped dirty pages: the
+ * bytes of any block not yet durable can no longer be trusted, so those
+ * blocks stop being held (a later put writes them again). */
+static void store_forget_unsynced(struct cascade_store *st)
+{
+    pthread_mutex_lock(&st->lock);
+    for (size_t j = 0; j < st->bits_len; j++) {
+        uint8_t lost = st->held[j] & (uint8_t)~st->durable[j];
+        st->held[j] &= (uint8_t)~lost;
+        st->held_count -= (uint64_t)__builtin_popcount(lost);
+    }
+    st->pending_blocks = 0;
+    st->pending_bytes = 0;
+    pthread_mutex_unlock(&st->lock);
+}
+
 /* Makes the current held marks durable: snapshot, fdatasync data, write the
  * changed record bytes; with sync_record also fdatasync the record. */
 static int store_flush_locked(struct cascade_store *st, bool sync_record)
@@ -407,10 +423,15 @@ static int store_flush_locked(struct cascade_store *st, bool sync_record)
         return CASCADE_STORE_OK;
 
     /* Data first: every bit in the snapshot had its pwrite done already. */
-    if ((from < to && fdatasync(st->data_fd) < 0) ||
-        cascade_record_write_bits(st->record_fd, st->snapshot, from, to) < 0 ||
+    if (from < to && fdatasync(st->data_fd) < 0) {
+        log_error("store: sync %s: %s; unsynced blocks will be fetched again",
+                  st->data_path, strerror(errno));
+        store_forget_unsynced(st);
+        return CASCADE_STORE_EIO;
+    }
+    if (cascade_record_write_bits(st->record_fd, st->snapshot, from, to) < 0 ||
         (sync_record && fdatasync(st->record_fd) < 0)) {
-        log_error("store: flush of %s: %s", st->record_path, strerror(errno));
+        log_error("store: write %s: %s", st->record_path, strerror(errno));
         pthread_mutex_lock(&st->lock);   /* keep them pending for a retry */
         if (st->pending_blocks == 0)
             st->pending_since_ms = cascade_now_ms();
