@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,7 +46,8 @@ struct cascade_store {
     char *data_path;
     char *record_path;
     int data_fd;
-    int record_fd;              /* -1: marks kept in memory only (read-only cache) */
+    int record_fd;              /* -1: marks kept in memory only (no writable or
+                                   no unshared record) */
     bool read_only;
     size_t bits_len;            /* (block_count + 7) / 8 */
     struct cascade_record_id record_id;
@@ -327,10 +329,9 @@ static int64_t store_recheck_held(struct cascade_store *st)
     return dropped;
 }
 
-/* Loads (or starts) the record. A read-only store whose cache folder cannot
- * be written keeps its marks in memory. */
-static int store_open_record(struct cascade_store *st, uint64_t data_size,
-                             char *err, size_t errlen)
+/* Opens the record file and takes its lock. Returns 1 when we own it, 0
+ * when we go on without one (marks kept in memory only), -1 on error. */
+static int store_open_record_fd(struct cascade_store *st, char *err, size_t errlen)
 {
     st->record_fd = open(st->record_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (st->record_fd < 0) {
@@ -342,6 +343,41 @@ static int store_open_record(struct cascade_store *st, uint64_t data_size,
                  st->record_path, strerror(errno));
         return 0;
     }
+    /* Two processes writing one record for two different data files would
+     * mix their marks; the second one keeps its marks to itself. */
+    if (flock(st->record_fd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno != EWOULDBLOCK) {
+            cascade_errf(err, errlen, "lock %s: %s", st->record_path, strerror(errno));
+            return -1;
+        }
+        log_warn("store: %s is in use by another process; held marks of this one "
+                 "are kept in memory only", st->dir);
+        return 0;
+    }
+    return 1;
+}
+
+/* Writes the corrected record (synced when marks were dropped, before the
+ * data file is extended, so a stale mark cannot come back after a crash). */
+static int store_rewrite_record(struct cascade_store *st, bool sync, char *err, size_t errlen)
+{
+    if (cascade_record_rewrite(st->record_fd, &st->record_id, st->held,
+                               st->bits_len, err, errlen) < 0)
+        return -1;
+    if (sync && fdatasync(st->record_fd) < 0) {
+        cascade_errf(err, errlen, "sync %s: %s", st->record_path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Loads (or starts) the record of held blocks. */
+static int store_open_record(struct cascade_store *st, uint64_t data_size,
+                             char *err, size_t errlen)
+{
+    int owned = store_open_record_fd(st, err, errlen);
+    if (owned < 0 || st->record_fd < 0)
+        return owned < 0 ? -1 : 0;
     int state = cascade_record_load(st->record_fd, &st->record_id, st->held,
                                     st->bits_len, err, errlen);
     if (state < 0)
@@ -362,26 +398,23 @@ static int store_open_record(struct cascade_store *st, uint64_t data_size,
             log_warn("store: %lld held blocks of %s no longer verify; dropped",
                      (long long)bad, st->data_path);
         /* The marks we keep now rest on this file's bytes: make them durable. */
-        if (fdatasync(st->data_fd) < 0) {
+        if (owned && fdatasync(st->data_fd) < 0) {
             cascade_errf(err, errlen, "sync %s: %s", st->data_path, strerror(errno));
             return -1;
         }
     }
     if (state == CASCADE_RECORD_NONE)
         log_debug("store: no matching held record in %s; starting empty", st->dir);
-    if (state != CASCADE_RECORD_MATCH || dropped > 0) {
-        /* Written (and synced) before the data file is extended, so a stale
-         * mark cannot come back after a crash. */
-        if (cascade_record_rewrite(st->record_fd, &st->record_id, st->held,
-                                   st->bits_len, err, errlen) < 0)
-            return -1;
-        if (state != CASCADE_RECORD_NONE && fdatasync(st->record_fd) < 0) {
-            cascade_errf(err, errlen, "sync %s: %s", st->record_path, strerror(errno));
-            return -1;
-        }
-    }
-    memcpy(st->durable, st->held, st->bits_len);
     st->held_count = count_bits(st->held, st->bits_len);
+    if (!owned) {
+        close(st->record_fd);
+        st->record_fd = -1;
+        return 0;
+    }
+    if ((state != CASCADE_RECORD_MATCH || dropped > 0) &&
+        store_rewrite_record(st, state != CASCADE_RECORD_NONE, err, errlen) < 0)
+        return -1;
+    memcpy(st->durable, st->held, st->bits_len);
     return 0;
 }
 
@@ -583,7 +616,7 @@ int cascade_store_open(const struct cascade_meta *meta,
         store_open_record(st, old_size, err, errlen) < 0 ||
         store_extend_data(st, old_size, err, errlen) < 0)
         goto fail;
-    if (!st->read_only || st->record_fd >= 0) {
+    if (st->record_fd >= 0) {
         if (pthread_create(&st->flusher, NULL, store_flusher_main, st) != 0) {
             cascade_errf(err, errlen, "cannot start the store flusher thread");
             goto fail;

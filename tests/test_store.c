@@ -460,6 +460,40 @@ static void test_replaced_data_file_drops_marks(void **state)
     free(data);
 }
 
+/* A second store on the same folder at the same time (another process, or
+ * as here another open) must not write the record the first one owns. */
+static void test_second_opener_keeps_marks_in_memory(void **state)
+{
+    struct fixture *f = *state;
+    build_meta(f, 16 * 1024, 1024, 16);
+    struct cascade_store *first = open_store(f, NULL, false);
+    assert_int_equal(put_block(first, f, 1), CASCADE_STORE_OK);
+    assert_int_equal(cascade_store_flush(first), CASCADE_STORE_OK);
+
+    char other[192];
+    snprintf(other, sizeof other, "%s/other.bin", f->dir);
+    struct cascade_store *second = open_store(f, other, false);
+    assert_int_equal(cascade_store_held_count(second), 0);   /* other file: nothing */
+    assert_int_equal(put_block(second, f, 2), CASCADE_STORE_OK);
+    assert_int_equal(put_block(second, f, 3), CASCADE_STORE_OK);
+    assert_int_equal(cascade_store_flush(second), CASCADE_STORE_OK);
+    assert_held_blocks_correct(second, f);
+
+    /* A third on the first one's data file trusts the first one's record. */
+    struct cascade_store *third = open_store(f, NULL, false);
+    assert_int_equal(cascade_store_held_count(third), 1);
+    assert_true(cascade_store_has(third, 1));
+    cascade_store_close(third);
+    cascade_store_close(second);
+    cascade_store_close(first);
+
+    struct cascade_store *st = open_store(f, NULL, false);
+    assert_int_equal(cascade_store_held_count(st), 1);
+    assert_true(cascade_store_has(st, 1));
+    assert_held_blocks_correct(st, f);
+    cascade_store_close(st);
+}
+
 /* ---- adopt and read-only ---------------------------------------------------- */
 
 static void test_adopt_complete_file(void **state)
@@ -760,6 +794,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_background_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_of_other_meta_discarded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replaced_data_file_drops_marks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_opener_keeps_marks_in_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_adopt_complete_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_adopt_partial_corrupt_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
