@@ -1,0 +1,233 @@
+/* cascadefs: mount .cascade files as lazily fetched read-only files.
+ *
+ *   cascadefs file.cascade /mnt/x                # background, like sshfs
+ *   cascadefs -f -o tracker=127.0.0.1:8888 dir/ /mnt/x
+ *   fusermount3 -u /mnt/x                        # or SIGTERM
+ *
+ * The order matters, so main() sets up in steps and tears down through one
+ * cleanup ladder:
+ *   1. parse options and load every .cascade file (bad input: exit 2,
+ *      before anything is mounted);
+ *   2. fuse_new (FUSE option errors: exit 2);
+ *   3. go to the background unless -f/-d: fork, the parent waits on a pipe
+ *      for the child's verdict, so `cascadefs ...` returns 0 only once the
+ *      mount is there, and 1 with the child's message when it failed;
+ *   4. in the (child) process that stays: stores, block server, fetchers
+ *      (threads, hence after the fork), then fuse_mount;
+ *   5. fuse_loop_mt until unmounted or signalled; then unmount, stop
+ *      fetchers and server, close stores (records made durable).
+ */
+#define FUSE_USE_VERSION 31
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse.h>
+#include <fuse_lowlevel.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cascade/log.h"
+#include "cascade/util.h"
+#include "fs/fs_files.h"
+#include "fs/fs_ops.h"
+#include "fs/fs_options.h"
+#include "fs/fs_services.h"
+
+enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+
+/* Pipe to the waiting parent (-1 in the foreground). */
+struct daemon_link {
+    int fd;
+};
+
+static void print_help(const char *prog, struct fuse_args *args)
+{
+    fs_options_usage(prog, stdout);
+    printf("\nFUSE options:\n");
+    fuse_cmdline_help();
+    fuse_lib_help(args);
+}
+
+/* The parent stays only to pass on the child's exit code (one byte). */
+static int daemon_fork(struct daemon_link *link)
+{
+    int fds[2];
+    if (pipe(fds) != 0) {
+        fprintf(stderr, "cascadefs: pipe: %s\n", strerror(errno));
+        return -1;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "cascadefs: fork: %s\n", strerror(errno));
+        return -1;
+    }
+    if (pid > 0) {
+        close(fds[1]);
+        unsigned char code = EXIT_RUNTIME;
+        ssize_t n;
+        while ((n = read(fds[0], &code, 1)) < 0 && errno == EINTR)
+            ;
+        _exit(n == 1 ? code : EXIT_RUNTIME);
+    }
+    close(fds[0]);
+    link->fd = fds[1];
+    if (setsid() < 0 || chdir("/") != 0)
+        return -1;
+    return 0;
+}
+
+/* Tell the parent how it went and, once mounted, let go of the terminal. */
+static void daemon_report(struct daemon_link *link, int code)
+{
+    if (link->fd < 0)
+        return;
+    if (code == 0) {
+        int null = open("/dev/null", O_RDWR);
+        if (null >= 0) {
+            dup2(null, STDIN_FILENO);
+            dup2(null, STDOUT_FILENO);
+            dup2(null, STDERR_FILENO);
+            if (null > STDERR_FILENO)
+                close(null);
+        }
+    }
+    unsigned char c = (unsigned char)code;
+    if (write(link->fd, &c, 1) != 1)
+        log_warn("could not report to the starting process");
+    close(link->fd);
+    link->fd = -1;
+}
+
+/* Add subtype/fsname (so `mount` shows fuse.cascadefs) and ro. */
+static int add_mount_names(struct fuse_args *args, const struct fs_file *first)
+{
+    char opt[320];
+    snprintf(opt, sizeof opt, "-oro,subtype=cascadefs,fsname=cascadefs:%.200s", first->meta.name);
+    /* A comma in a name would split the option list: drop it. */
+    for (char *p = opt + strlen("-oro,subtype=cascadefs,fsname="); *p; p++)
+        if (*p == ',' || *p == '\\')
+            *p = '_';
+    return fuse_opt_add_arg(args, opt);
+}
+
+static int check_mountpoint(const char *mp)
+{
+    struct stat sb;
+    if (stat(mp, &sb) != 0) {
+        fprintf(stderr, "cascadefs: mount point %s: %s\n", mp, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, "cascadefs: mount point %s is not a folder\n", mp);
+        return -1;
+    }
+    return 0;
+}
+
+/* Steps 4 and 5: everything after the (optional) fork. */
+static int run_mount(struct fuse *fuse, struct fs_mount *m, const struct fs_options *opts,
+                     const struct fuse_cmdline_opts *cmd, struct daemon_link *link)
+{
+    char err[CASCADE_ERRLEN];
+    if (fs_services_start(m, opts, err, sizeof err) != 0) {
+        log_error("%s", err);
+        daemon_report(link, EXIT_RUNTIME);
+        return EXIT_RUNTIME;
+    }
+    int code = EXIT_RUNTIME;
+    if (fuse_mount(fuse, cmd->mountpoint) != 0) {
+        log_error("cannot mount on %s", cmd->mountpoint);
+        daemon_report(link, EXIT_RUNTIME);
+        goto stop_services;
+    }
+    if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0) {
+        log_error("cannot install signal handlers");
+        daemon_report(link, EXIT_RUNTIME);
+        goto unmount;
+    }
+    log_info("mounted %zu file%s on %s", m->n_files, m->n_files == 1 ? "" : "s",
+             cmd->mountpoint);
+    daemon_report(link, 0);
+    int rc = cmd->singlethread ? fuse_loop(fuse) : fuse_loop_mt(fuse, cmd->clone_fd);
+    code = rc == 0 ? 0 : EXIT_RUNTIME;
+    fuse_remove_signal_handlers(fuse_get_session(fuse));
+unmount:
+    fuse_unmount(fuse);
+stop_services:
+    fs_services_stop(m);
+    log_info("unmounted %s", cmd->mountpoint);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    struct fs_options opts;
+    struct fuse_args args;
+    struct fuse_cmdline_opts cmd;
+    struct fs_mount m = { .uid = getuid(), .gid = getgid(), .mount_time = time(NULL) };
+    struct daemon_link link = { .fd = -1 };
+    struct fuse *fuse = NULL;
+    char err[CASCADE_ERRLEN];
+    int code = EXIT_USAGE;
+
+    memset(&cmd, 0, sizeof cmd);
+    cascade_log_init("cascadefs", CASCADE_LOG_INFO, false);
+    if (fs_options_parse(argc, argv, &opts, &args, err, sizeof err) != 0) {
+        fprintf(stderr, "cascadefs: %s\n", err);
+        fprintf(stderr, "Try '%s --help' for more information.\n", argv[0]);
+        goto out_opts;
+    }
+    if (opts.show_help || opts.show_version) {
+        if (opts.show_help)
+            print_help(argv[0], &args);
+        else
+            printf("cascadefs %s (libfuse %s)\n", CASCADEFS_VERSION, fuse_pkgversion());
+        code = 0;
+        goto out_opts;
+    }
+    if (fs_files_load(opts.positionals, fs_options_source_count(&opts), &m.files, &m.n_files,
+                      err, sizeof err) != 0) {
+        fprintf(stderr, "cascadefs: %s\n", err);
+        goto out_opts;
+    }
+    if (opts.data && m.n_files != 1) {
+        fprintf(stderr, "cascadefs: data=PATH needs exactly one .cascade file (got %zu)\n",
+                m.n_files);
+        goto out_files;
+    }
+    if (fuse_parse_cmdline(&args, &cmd) != 0)
+        goto out_files;   /* libfuse printed why */
+    if (!cmd.mountpoint) {
+        fprintf(stderr, "cascadefs: no mount point given\n");
+        goto out_files;
+    }
+    if (check_mountpoint(cmd.mountpoint) != 0 || add_mount_names(&args, &m.files[0]) != 0)
+        goto out_files;
+    m.timeout_ms = (int)(opts.timeout > 86400 ? 86400 : opts.timeout) * 1000;
+    m.readahead_blocks = opts.readahead;
+
+    fuse = fuse_new(&args, &fs_operations, sizeof fs_operations, &m);
+    if (!fuse)
+        goto out_files;   /* libfuse printed why */
+    if (!cmd.foreground && daemon_fork(&link) != 0) {
+        code = EXIT_RUNTIME;
+        goto out_fuse;
+    }
+    cascade_log_init("cascadefs", cmd.debug ? CASCADE_LOG_DEBUG : CASCADE_LOG_INFO,
+                     !cmd.foreground);
+    code = run_mount(fuse, &m, &opts, &cmd, &link);
+
+out_fuse:
+    fuse_destroy(fuse);
+out_files:
+    fs_files_free(m.files, m.n_files);
+    free(cmd.mountpoint);
+out_opts:
+    fuse_opt_free_args(&args);
+    fs_options_free(&opts);
+    return code;
+}

@@ -1,0 +1,421 @@
+/* The FUSE operations of cascadefs: see fs_ops.h.
+ *
+ * Threads: the loop is multithreaded, so every operation may run on many
+ * threads at once. The mount's file table never changes while mounted;
+ * the store and fetcher are thread-safe; the only mutable state here is the
+ * read-ahead state of each open handle, under that handle's lock. */
+#include "fs/fs_ops.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include "cascade/log.h"
+#include "cascade/util.h"
+#include "fs/fs_xattr.h"
+#include "fs/readahead.h"
+
+/* Attributes and names never change while mounted: let the kernel keep them. */
+#define FS_CACHE_TIMEOUT_S 86400.0
+/* What the kernel may ask per request and read ahead by itself. */
+#define FS_MAX_IO (1u << 20)
+
+/* One open file. */
+struct fs_handle {
+    struct fs_file *file;
+    pthread_mutex_t lock;        /* guards ra */
+    struct fs_readahead ra;
+};
+
+static struct fs_mount *current_mount(void)
+{
+    return fuse_get_context()->private_data;
+}
+
+static int compare_name(const void *key, const void *elem)
+{
+    const struct fs_file *f = elem;
+    return strcmp(key, f->meta.name);
+}
+
+struct fs_file *fs_mount_find(struct fs_mount *m, const char *path)
+{
+    if (path[0] != '/' || strchr(path + 1, '/'))
+        return NULL;
+    return bsearch(path + 1, m->files, m->n_files, sizeof m->files[0], compare_name);
+}
+
+static bool is_root(const char *path)
+{
+    return path[0] == '/' && path[1] == '\0';
+}
+
+/* ---- setup ---------------------------------------------------------------- */
+
+static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+    /* Content never changes: keep pages across opens, attributes for long. */
+    cfg->kernel_cache = 1;
+    cfg->entry_timeout = FS_CACHE_TIMEOUT_S;
+    cfg->attr_timeout = FS_CACHE_TIMEOUT_S;
+    cfg->negative_timeout = FS_CACHE_TIMEOUT_S;
+    cfg->use_ino = 0;
+    /* Large requests: fewer round trips per byte on a cold sequential read. */
+    conn->max_readahead = FS_MAX_IO;
+    if (conn->max_write > FS_MAX_IO)
+        conn->max_write = FS_MAX_IO;
+    if (conn->capable & FUSE_CAP_ASYNC_READ)
+        conn->want |= FUSE_CAP_ASYNC_READ;
+    return current_mount();
+}
+
+/* ---- metadata ------------------------------------------------------------- */
+
+static void fill_file_stat(const struct fs_mount *m, const struct fs_file *f, struct stat *st)
+{
+    st->st_mode = S_IFREG | 0444;
+    st->st_nlink = 1;
+    st->st_size = (off_t)f->meta.size;
+    /* Blocks held locally, so `du` shows how much is here. */
+    uint64_t held = f->store ? cascade_store_held_count(f->store) : 0;
+    uint64_t bytes = held >= f->meta.block_count ? f->meta.size : held * f->meta.block_size;
+    st->st_blocks = (blkcnt_t)((bytes + 511) / 512);
+    st->st_blksize = (blksize_t)(f->meta.block_size < FS_MAX_IO ? f->meta.block_size : FS_MAX_IO);
+    st->st_uid = m->uid;
+    st->st_gid = m->gid;
+    st->st_mtime = st->st_ctime = st->st_atime = f->mtime;
+}
+
+static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+{
+    (void)fi;
+    struct fs_mount *m = current_mount();
+    memset(st, 0, sizeof *st);
+    if (is_root(path)) {
+        st->st_mode = S_IFDIR | 0555;
+        st->st_nlink = 2;
+        st->st_uid = m->uid;
+        st->st_gid = m->gid;
+        st->st_mtime = st->st_ctime = st->st_atime = m->mount_time;
+        return 0;
+    }
+    struct fs_file *f = fs_mount_find(m, path);
+    if (!f)
+        return -ENOENT;
+    fill_file_stat(m, f, st);
+    return 0;
+}
+
+static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
+                      struct fuse_file_info *fi, enum fuse_readdir_flags flags)
+{
+    (void)off; (void)fi; (void)flags;
+    struct fs_mount *m = current_mount();
+    if (!is_root(path))
+        return fs_mount_find(m, path) ? -ENOTDIR : -ENOENT;
+    filler(buf, ".", NULL, 0, 0);
+    filler(buf, "..", NULL, 0, 0);
+    for (size_t i = 0; i < m->n_files; i++) {
+        struct stat st;
+        memset(&st, 0, sizeof st);
+        fill_file_stat(m, &m->files[i], &st);
+        if (filler(buf, m->files[i].meta.name, &st, 0, 0))
+            break;
+    }
+    return 0;
+}
+
+static int fs_statfs(const char *path, struct statvfs *sv)
+{
+    (void)path;
+    struct fs_mount *m = current_mount();
+    uint64_t total = 0, held = 0;
+    for (size_t i = 0; i < m->n_files; i++) {
+        struct fs_file *f = &m->files[i];
+        uint64_t blocks = f->store ? cascade_store_held_count(f->store) : 0;
+        total += f->meta.size;
+        held += blocks >= f->meta.block_count ? f->meta.size : blocks * f->meta.block_size;
+    }
+    memset(sv, 0, sizeof *sv);
+    sv->f_bsize = 4096;
+    sv->f_frsize = 4096;
+    sv->f_blocks = (fsblkcnt_t)((total + 4095) / 4096);
+    /* "Used" is what is held; nothing is free for writing. */
+    uint64_t used = (held + 4095) / 4096;
+    sv->f_bfree = sv->f_bavail = 0;
+    if (sv->f_blocks < used)
+        sv->f_blocks = used;
+    sv->f_files = m->n_files + 1;
+    sv->f_ffree = sv->f_favail = 0;
+    sv->f_namemax = 255;
+    sv->f_flag = ST_RDONLY;
+    return 0;
+}
+
+/* ---- open and read -------------------------------------------------------- */
+
+static int fs_open(const char *path, struct fuse_file_info *fi)
+{
+    struct fs_mount *m = current_mount();
+    struct fs_file *f = fs_mount_find(m, path);
+    if (!f)
+        return is_root(path) ? -EISDIR : -ENOENT;
+    if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))
+        return -EROFS;
+    struct fs_handle *h = calloc(1, sizeof *h);
+    if (!h)
+        return -ENOMEM;
+    if (pthread_mutex_init(&h->lock, NULL) != 0) {
+        free(h);
+        return -ENOMEM;
+    }
+    h->file = f;
+    fs_readahead_init(&h->ra, m->readahead_blocks, f->meta.block_size);
+    fi->fh = (uint64_t)(uintptr_t)h;
+    fi->keep_cache = 1;
+    return 0;
+}
+
+static int fs_release(const char *path, struct fuse_file_info *fi)
+{
+    (void)path;
+    struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+    if (h) {
+        pthread_mutex_destroy(&h->lock);
+        free(h);
+    }
+    return 0;
+}
+
+/* Ask the fetcher, URGENT, for the missing blocks of [b0, b1], in runs. */
+static void want_missing(struct fs_file *f, uint64_t b0, uint64_t b1)
+{
+    uint64_t run = 0;
+    for (uint64_t b = b0; b <= b1; b++) {
+        if (!cascade_store_has(f->store, b)) {
+            run++;
+            continue;
+        }
+        if (run)
+            fetcher_want(f->fetcher, b - run, run, FETCH_URGENT);
+        run = 0;
+    }
+    if (run)
+        fetcher_want(f->fetcher, b1 + 1 - run, run, FETCH_URGENT);
+}
+
+/* Let the handle's read-ahead see this read and prefetch what it says. */
+static void read_ahead(struct fs_handle *h, uint64_t off, uint64_t len)
+{
+    struct fs_file *f = h->file;
+    uint64_t pf_off, pf_len;
+    pthread_mutex_lock(&h->lock);
+    fs_readahead_on_read(&h->ra, off, len, f->meta.size, &pf_off, &pf_len);
+    pthread_mutex_unlock(&h->lock);
+    if (pf_len == 0)
+        return;
+    uint64_t first = pf_off / f->meta.block_size;
+    uint64_t last = (pf_off + pf_len - 1) / f->meta.block_size;
+    log_debug("%s: read-ahead blocks %llu..%llu", f->meta.name,
+              (unsigned long long)first, (unsigned long long)last);
+    fetcher_want(f->fetcher, first, last - first + 1, FETCH_PREFETCH);
+}
+
+/* Copy the part of block b inside [off, off+len) into buf, waiting for the
+ * block until deadline_ms. 0 or a negative errno. */
+static int read_block(struct fs_mount *m, struct fs_file *f, uint64_t b, uint64_t off,
+                      uint64_t len, char *buf, uint64_t deadline_ms)
+{
+    uint64_t bstart = b * f->meta.block_size;
+    uint64_t from = off > bstart ? off : bstart;
+    uint64_t bend = bstart + cascade_meta_block_len(&f->meta, b);
+    uint64_t to = off + len < bend ? off + len : bend;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int rc = cascade_store_read(f->store, b, from - bstart, buf + (from - off), to - from);
+        if (rc == CASCADE_STORE_OK)
+            return 0;
+        if (rc != CASCADE_STORE_MISSING) {
+            log_error("%s: reading block %llu from the store failed (%d)", f->meta.name,
+                      (unsigned long long)b, rc);
+            return -EIO;
+        }
+        uint64_t now = cascade_now_ms();
+        int left = now < deadline_ms ? (int)(deadline_ms - now) : 0;
+        rc = fetcher_wait(f->fetcher, b, left);
+        if (rc != 0) {
+            log_warn("%s: block %llu not received within %d ms: %s", f->meta.name,
+                     (unsigned long long)b, m->timeout_ms,
+                     rc == -ETIMEDOUT ? "no peer delivered it" : "shutting down");
+            return -EIO;
+        }
+    }
+    return -EIO;
+}
+
+static int fs_read(const char *path, char *buf, size_t size, off_t off,
+                   struct fuse_file_info *fi)
+{
+    (void)path;
+    struct fs_mount *m = current_mount();
+    struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+    struct fs_file *f = h->file;
+    if (off < 0)
+        return -EINVAL;
+    if ((uint64_t)off >= f->meta.size || size == 0)
+        return 0;
+    uint64_t len = f->meta.size - (uint64_t)off;
+    if (len > size)
+        len = size;
+    uint64_t b0 = (uint64_t)off / f->meta.block_size;
+    uint64_t b1 = ((uint64_t)off + len - 1) / f->meta.block_size;
+    want_missing(f, b0, b1);
+    read_ahead(h, (uint64_t)off, len);
+    /* One deadline for the whole read: a read of many blocks still ends. */
+    uint64_t deadline = cascade_now_ms() + (uint64_t)m->timeout_ms;
+    for (uint64_t b = b0; b <= b1; b++) {
+        int rc = read_block(m, f, b, (uint64_t)off, len, buf, deadline);
+        if (rc < 0)
+            return rc;
+    }
+    return (int)len;
+}
+
+/* ---- status --------------------------------------------------------------- */
+
+static int fs_getxattr(const char *path, const char *name, char *value, size_t size)
+{
+    struct fs_mount *m = current_mount();
+    if (is_root(path))
+        return fs_xattr_get(m, NULL, name, value, size);
+    struct fs_file *f = fs_mount_find(m, path);
+    return f ? fs_xattr_get(m, f, name, value, size) : -ENOENT;
+}
+
+static int fs_listxattr(const char *path, char *list, size_t size)
+{
+    struct fs_mount *m = current_mount();
+    if (is_root(path))
+        return fs_xattr_list(NULL, list, size);
+    struct fs_file *f = fs_mount_find(m, path);
+    return f ? fs_xattr_list(f, list, size) : -ENOENT;
+}
+
+static int fs_access(const char *path, int mask)
+{
+    struct fs_mount *m = current_mount();
+    if (!is_root(path) && !fs_mount_find(m, path))
+        return -ENOENT;
+    if (mask & W_OK)
+        return -EROFS;
+    if ((mask & X_OK) && !is_root(path))
+        return -EACCES;
+    return 0;
+}
+
+/* ---- everything that would write: read-only file system ------------------- */
+
+static int rofs_path(const char *path) { (void)path; return -EROFS; }
+static int rofs_path_mode(const char *path, mode_t mode) { (void)path; (void)mode; return -EROFS; }
+static int rofs_two_paths(const char *a, const char *b) { (void)a; (void)b; return -EROFS; }
+
+static int fs_mknod(const char *path, mode_t mode, dev_t dev)
+{
+    (void)dev;
+    return rofs_path_mode(path, mode);
+}
+
+static int fs_rename(const char *from, const char *to, unsigned int flags)
+{
+    (void)flags;
+    return rofs_two_paths(from, to);
+}
+
+static int fs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+    (void)fi;
+    return rofs_path_mode(path, mode);
+}
+
+static int fs_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
+{
+    (void)uid; (void)gid; (void)fi;
+    return rofs_path(path);
+}
+
+static int fs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+{
+    (void)size; (void)fi;
+    return rofs_path(path);
+}
+
+static int fs_write(const char *path, const char *buf, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+    (void)buf; (void)size; (void)off; (void)fi;
+    return rofs_path(path);
+}
+
+static int fs_setxattr(const char *path, const char *name, const char *value, size_t size,
+                       int flags)
+{
+    (void)name; (void)value; (void)size; (void)flags;
+    return rofs_path(path);
+}
+
+static int fs_removexattr(const char *path, const char *name)
+{
+    (void)name;
+    return rofs_path(path);
+}
+
+static int fs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+    (void)fi;
+    return rofs_path_mode(path, mode);
+}
+
+static int fs_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
+{
+    (void)tv; (void)fi;
+    return rofs_path(path);
+}
+
+static int fs_fallocate(const char *path, int mode, off_t off, off_t len,
+                        struct fuse_file_info *fi)
+{
+    (void)mode; (void)off; (void)len; (void)fi;
+    return rofs_path(path);
+}
+
+const struct fuse_operations fs_operations = {
+    .init = fs_init,
+    .getattr = fs_getattr,
+    .readdir = fs_readdir,
+    .statfs = fs_statfs,
+    .open = fs_open,
+    .read = fs_read,
+    .release = fs_release,
+    .getxattr = fs_getxattr,
+    .listxattr = fs_listxattr,
+    .access = fs_access,
+    .mknod = fs_mknod,
+    .mkdir = rofs_path_mode,
+    .unlink = rofs_path,
+    .rmdir = rofs_path,
+    .symlink = rofs_two_paths,
+    .rename = fs_rename,
+    .link = rofs_two_paths,
+    .chmod = fs_chmod,
+    .chown = fs_chown,
+    .truncate = fs_truncate,
+    .write = fs_write,
+    .setxattr = fs_setxattr,
+    .removexattr = fs_removexattr,
+    .create = fs_create,
+    .utimens = fs_utimens,
+    .fallocate = fs_fallocate,
+};

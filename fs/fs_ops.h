@@ -1,0 +1,56 @@
+/* The state of one cascadefs mount and the FUSE operations over it.
+ *
+ * The tree is flat: the root folder (mode 0555) holds one read-only file
+ * (mode 0444) per .cascade file, named after it without ".cascade". Names
+ * and sizes come from the .cascade files alone, so listing and stat never
+ * touch the network. Everything that would write answers EROFS.
+ *
+ * A read maps to blocks: held blocks come from the store, missing ones are
+ * wanted URGENT from the file's fetcher and waited for (until the mount's
+ * timeout, then EIO). Each open handle detects sequential reading and asks
+ * for a growing read-ahead window at FETCH_PREFETCH (see readahead.h). */
+#ifndef FS_OPS_H
+#define FS_OPS_H
+
+#define FUSE_USE_VERSION 31
+#include <fuse.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "cascade/meta.h"
+#include "cascade/store.h"
+#include "net/block_server.h"
+#include "net/fetcher.h"
+
+/* One mounted file. meta, name and mtime are set before mounting; store and
+ * fetcher once the process runs in the background. */
+struct fs_file {
+    char *cascade_path;            /* where the .cascade file was read */
+    struct cascade_meta meta;      /* meta.name is the name in the mount */
+    char hash_hex[CASCADE_HEX_LEN];
+    time_t mtime;                  /* of the .cascade file */
+    struct cascade_store *store;
+    struct fetcher *fetcher;
+};
+
+struct fs_mount {
+    struct fs_file *files;         /* sorted by name (bsearch) */
+    size_t n_files;
+    struct block_server *server;   /* serves every store; NULL until started */
+    struct sockaddr_in server_addr;/* the address it really listens on */
+    int timeout_ms;                /* how long a read waits for a block */
+    uint64_t readahead_blocks;     /* first read-ahead window */
+    uid_t uid;                     /* owner shown for every entry */
+    gid_t gid;
+    time_t mount_time;             /* mtime of the root folder */
+};
+
+/* The table of operations; private_data of fuse_new must be a struct fs_mount. */
+extern const struct fuse_operations fs_operations;
+
+/* File by its path in the mount ("/NAME"); NULL when there is none. */
+struct fs_file *fs_mount_find(struct fs_mount *m, const char *path);
+
+#endif

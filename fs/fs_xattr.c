@@ -1,0 +1,137 @@
+/* Status of a mount as extended attributes: see fs_xattr.h. */
+#include "fs/fs_xattr.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/sock.h"
+
+static const char *const file_attrs[] = {
+    "cascade_hash", "size", "block_size", "blocks_total", "blocks_held",
+    "peers_known", "peers_connected", "bytes_fetched", "bytes_served", "map",
+};
+static const char *const root_attrs[] = { "files", "server" };
+
+#define N_ITEMS(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Copy a finished value out with getxattr's size rules. */
+static int xattr_reply(const char *text, size_t len, char *value, size_t size)
+{
+    if (len > INT32_MAX)
+        return -E2BIG;
+    if (size == 0)
+        return (int)len;
+    if (size < len)
+        return -ERANGE;
+    memcpy(value, text, len);
+    return (int)len;
+}
+
+/* Character for blocks [first, end): '#' all held, '+' some, '.' none. */
+static char map_char(const uint8_t *bits, uint64_t first, uint64_t end)
+{
+    uint64_t held = 0;
+    for (uint64_t i = first; i < end; i++)
+        held += (bits[i / 8] >> (i % 8)) & 1;
+    return held == 0 ? '.' : held == end - first ? '#' : '+';
+}
+
+static int xattr_map(struct fs_file *f, char *value, size_t size)
+{
+    uint64_t n = f->meta.block_count;
+    uint64_t cols = n < FS_XATTR_MAP_MAX ? n : FS_XATTR_MAP_MAX;
+    uint8_t *bits = calloc((size_t)((n + 7) / 8) + 1, 1);
+    char *text = malloc((size_t)cols + 1);
+    int rc = -ENOMEM;
+    if (bits && text) {
+        cascade_store_held_map(f->store, bits);
+        for (uint64_t c = 0; c < cols; c++)
+            text[c] = map_char(bits, c * n / cols, (c + 1) * n / cols);
+        rc = xattr_reply(text, (size_t)cols, value, size);
+    }
+    free(bits);
+    free(text);
+    return rc;
+}
+
+/* Every numeric or short text attribute of a file into text. */
+static int file_attr_text(struct fs_mount *m, struct fs_file *f, const char *attr,
+                          char *text, size_t textlen)
+{
+    struct fetcher_stats fs = {0};
+    struct block_server_stats ss = {0};
+    if (f->fetcher)
+        fetcher_get_stats(f->fetcher, &fs);
+    if (m->server)
+        block_server_get_stats(m->server, f->meta.cascade_hash, &ss);
+    uint64_t v;
+    if (!strcmp(attr, "cascade_hash"))
+        return snprintf(text, textlen, "%s", f->hash_hex);
+    else if (!strcmp(attr, "size"))
+        v = f->meta.size;
+    else if (!strcmp(attr, "block_size"))
+        v = f->meta.block_size;
+    else if (!strcmp(attr, "blocks_total"))
+        v = f->meta.block_count;
+    else if (!strcmp(attr, "blocks_held"))
+        v = f->store ? cascade_store_held_count(f->store) : 0;
+    else if (!strcmp(attr, "peers_known"))
+        v = fs.peers_known;
+    else if (!strcmp(attr, "peers_connected"))
+        v = fs.peers_connected;
+    else if (!strcmp(attr, "bytes_fetched"))
+        v = fs.bytes_fetched;
+    else if (!strcmp(attr, "bytes_served"))
+        v = ss.bytes_served;
+    else
+        return -ENODATA;
+    return snprintf(text, textlen, "%" PRIu64, v);
+}
+
+static int root_attr_text(struct fs_mount *m, const char *attr, char *text, size_t textlen)
+{
+    if (!strcmp(attr, "files"))
+        return snprintf(text, textlen, "%zu", m->n_files);
+    if (!strcmp(attr, "server")) {
+        sock_format_addr(&m->server_addr, text, textlen);
+        return (int)strlen(text);
+    }
+    return -ENODATA;
+}
+
+int fs_xattr_get(struct fs_mount *m, struct fs_file *f, const char *name,
+                 char *value, size_t size)
+{
+    size_t plen = strlen(FS_XATTR_PREFIX);
+    if (strncmp(name, FS_XATTR_PREFIX, plen) != 0)
+        return -ENODATA;
+    const char *attr = name + plen;
+    if (f && !strcmp(attr, "map"))
+        return f->store ? xattr_map(f, value, size) : -ENODATA;
+    char text[CASCADE_HEX_LEN + 32];
+    int len = f ? file_attr_text(m, f, attr, text, sizeof text)
+                : root_attr_text(m, attr, text, sizeof text);
+    if (len < 0)
+        return len;
+    return xattr_reply(text, (size_t)len, value, size);
+}
+
+int fs_xattr_list(struct fs_file *f, char *list, size_t size)
+{
+    const char *const *names = f ? file_attrs : root_attrs;
+    size_t n = f ? N_ITEMS(file_attrs) : N_ITEMS(root_attrs);
+    size_t plen = strlen(FS_XATTR_PREFIX), total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += plen + strlen(names[i]) + 1;
+    if (size == 0)
+        return (int)total;
+    if (size < total)
+        return -ERANGE;
+    char *p = list;
+    for (size_t i = 0; i < n; i++)
+        p += sprintf(p, "%s%s", FS_XATTR_PREFIX, names[i]) + 1;
+    return (int)total;
+}
