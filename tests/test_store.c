@@ -295,6 +295,21 @@ static void test_folders_and_default_root(void **state)
     assert_int_equal(cascade_store_default_root(out, sizeof out), 0);
     assert_string_equal(out, "/home/u/.cache/cascadefs");
     assert_int_equal(cascade_store_default_root(out, 5), -1);
+
+    /* With no cache folder given, the store lives under the default root. */
+    char xdg[160];
+    snprintf(xdg, sizeof xdg, "%s/xdg", f->dir);
+    setenv("XDG_CACHE_HOME", xdg, 1);
+    struct cascade_store_options o = {0};
+    char err[CASCADE_ERRLEN];
+    assert_int_equal(cascade_store_open(&f->meta, &o, &st, err, sizeof err), 0);
+    snprintf(want, sizeof want, "%s/cascadefs/%s", xdg, hex);
+    assert_string_equal(cascade_store_dir(st), want);
+    snprintf(want, sizeof want, "%s/cascadefs", xdg);
+    assert_int_equal(stat(want, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    cascade_store_close(st);
+    unsetenv("XDG_CACHE_HOME");
     unsetenv("HOME");
     assert_int_equal(cascade_store_default_root(out, sizeof out), -1);
     if (old_xdg)
