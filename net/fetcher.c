@@ -417,7 +417,7 @@ static void peer_refill(struct fetcher *f, struct fetch_peer *p, uint64_t now)
         uint64_t idx = pick_block(f, p, now);
         if (idx == UINT64_MAX)
             return;
-        if (peer_conn_queue_request(&p->conn, idx, cascade_meta_block_hash(f->meta, idx)) < 0) {
+        if (peer_conn_queue_request(&p->conn, idx, f->meta->cascade_hash) < 0) {
             log_warn("fetcher: out of memory queueing a request");
             return;
         }
