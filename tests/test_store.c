@@ -696,10 +696,12 @@ static void test_many_threads(void **state)
         w[t] = (struct worker){ .f = f, .st = st, .seed = 1234u + (unsigned)t };
         assert_int_equal(pthread_create(&tids[t], NULL, worker_main, &w[t]), 0);
     }
-    for (int t = 0; t < THREADS; t++) {
-        assert_int_equal(pthread_join(tids[t], NULL), 0);
-        assert_int_equal(w[t].failures, 0);
+    int failures = 0;
+    for (int t = 0; t < THREADS; t++) {   /* join all before asserting */
+        pthread_join(tids[t], NULL);
+        failures += w[t].failures;
     }
+    assert_int_equal(failures, 0);
     assert_true(cascade_store_held_count(st) > 0);
     assert_held_blocks_correct(st, f);
     uint64_t held = cascade_store_held_count(st);
@@ -712,9 +714,28 @@ static void test_many_threads(void **state)
 
 /* ---- kill -9 at random moments ------------------------------------------------ */
 
+struct kill_putter {
+    struct fixture *f;
+    struct cascade_store *st;
+    unsigned seed;
+};
+
+/* Puts random blocks (many of them again and again) until the process dies. */
+static void *kill_putter_main(void *arg)
+{
+    struct kill_putter *p = arg;
+    for (uint64_t n = 0; n < 10 * 1000 * 1000; n++) {
+        uint64_t i = (uint64_t)rand_r(&p->seed) % p->f->meta.block_count;
+        if (put_block(p->st, p->f, i) != CASCADE_STORE_OK)
+            _exit(3);
+    }
+    return NULL;
+}
+
 /* Child (a fresh exec of this program, so no threads are inherited across
- * fork): put blocks in a random order, flushing now and then, and tell the
- * parent after the first flush. Keeps going until killed. */
+ * fork): several threads put blocks while the main thread flushes now and
+ * then, as a download does; the parent hears after the first flush that
+ * recorded something. Keeps going until killed. */
 static int kill_child_main(const char *cache, unsigned seed, int ready_fd)
 {
     struct fixture f = {0};
@@ -724,19 +745,26 @@ static int kill_child_main(const char *cache, unsigned seed, int ready_fd)
     char err[CASCADE_ERRLEN];
     if (cascade_store_open(&f.meta, &o, &st, err, sizeof err) != 0)
         return 2;
-    unsigned r = (unsigned)getpid();
-    bool told = false;
-    for (uint64_t n = 0; n < 10 * 1000 * 1000; n++) {
-        uint64_t i = (uint64_t)rand_r(&r) % f.meta.block_count;
-        if (put_block(st, &f, i) != CASCADE_STORE_OK)
-            return 3;
-        if (n % 37 == 0) {
-            if (cascade_store_flush(st) != CASCADE_STORE_OK)
-                return 4;
-            if (!told)
-                told = write(ready_fd, "x", 1) == 1;
-        }
+    struct kill_putter putters[3];
+    pthread_t tids[3];
+    for (int t = 0; t < 3; t++) {
+        putters[t] = (struct kill_putter){ .f = &f, .st = st,
+                                           .seed = (unsigned)getpid() * 7u + (unsigned)t };
+        if (pthread_create(&tids[t], NULL, kill_putter_main, &putters[t]) != 0)
+            return 5;
     }
+    bool told = false;
+    for (int n = 0; n < 100 * 1000; n++) {
+        struct timespec pause = { 0, 500 * 1000L };
+        nanosleep(&pause, NULL);
+        uint64_t held = cascade_store_held_count(st);   /* all in the flush below */
+        if (cascade_store_flush(st) != CASCADE_STORE_OK)
+            return 4;
+        if (!told && held > 0)
+            told = write(ready_fd, "x", 1) == 1;
+    }
+    for (int t = 0; t < 3; t++)
+        pthread_join(tids[t], NULL);
     cascade_store_close(st);
     free(f.data);
     free(f.meta.block_hashes);
@@ -799,6 +827,8 @@ int main(int argc, char **argv)
 {
     if (argc == 5 && strcmp(argv[1], "--kill-child") == 0)
         return kill_child_main(argv[2], (unsigned)atoi(argv[3]), atoi(argv[4]));
+    if (argc == 2)   /* run only the tests matching a pattern, e.g. "*kill*" */
+        cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_put_read_has, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_refuses_wrong_bytes, setup, teardown),
