@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Benchmark of cascadefs against `cascade get` and plain file reads, on
+# loopback with two seeders. Prints each figure and its ratio to the target:
+#   cold `cat` through the mount   >= 80% of `cascade get` throughput
+#   warm `cat` through the mount   >= 70% of `cat` of the cache file itself
+#   cold 4 KiB random read p50     <= 2 block-transfer times
+#
+#   contrib/bench/bench_mount.sh [BUILD_DIR]     (default: build)
+# Env: SIZE_MB (256), BLOCK (1M), RANDOM_READS (200).
+set -u
+SRC_ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+export CASCADE_BUILD=$(cd "${1:-$SRC_ROOT/build}" && pwd)
+. "$SRC_ROOT/tests/mount_lib.sh"
+
+SIZE_MB=${SIZE_MB:-256}
+BLOCK=${BLOCK:-1M}
+RANDOM_READS=${RANDOM_READS:-200}
+SIZE=$((SIZE_MB * 1024 * 1024))
+
+now() { date +%s.%N; }
+mbps() { python3 -c "import sys; print('%.1f' % ($SIZE / 1048576 / float(sys.argv[1])))" "$1"; }
+elapsed() { python3 -c "import sys; print('%.3f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$1" "$2"; }
+ratio() { python3 -c "import sys; print('%.0f%%' % (100 * float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2"; }
+
+mkdir -p "$T/src"
+echo "preparing a $SIZE_MB MiB file, blocks of $BLOCK ..."
+make_data "$T/src/bench" "$SIZE"
+"$CASCADE" create "$T/src/bench" -b "$BLOCK" -q >/dev/null || die "create"
+CASC=$T/src/bench.cascade
+BS=$(python3 -c "import struct, sys; print(struct.unpack('>Q', open(sys.argv[1], 'rb').read()[24:32])[0])" "$CASC")
+
+start_tracker
+start_seeder seed1 "$T/seedcache1" "$CASC"
+start_seeder seed2 "$T/seedcache2" "$CASC"
+OPTS="tracker=$TRACKER_ADDR,listen=127.0.0.1:0"
+
+# ---- cold: cascade get vs cat through a fresh mount ----
+t0=$(now)
+"$CASCADE" get "$CASC" -o "$T/got" -t "$TRACKER_ADDR" --cache "$T/getcache" -q || die "cascade get"
+t1=$(now)
+get_s=$(elapsed "$t0" "$t1")
+cmp -s "$T/got" "$T/src/bench" || die "cascade get: wrong bytes"
+rm -f "$T/got"
+
+M=$T/m
+mount_fs "$T/m.log" "$M" -o "$OPTS,cache=$T/cache" "$CASC" || die "mount"
+t0=$(now)
+cat "$M/bench" >/dev/null || die "cold cat"
+t1=$(now)
+cold_s=$(elapsed "$t0" "$t1")
+
+# ---- warm: remount (empty page cache for the mount), all blocks held ----
+unmount_fs "$M" "$MOUNT_PID"
+mount_fs "$T/m2.log" "$M" -o "$OPTS,cache=$T/cache" "$CASC" || die "remount"
+DATA=$(find "$T/cache" -name data | head -1)
+cat "$DATA" >/dev/null   # both readers start from the page cache of the data file
+t0=$(now); cat "$M/bench" >/dev/null || die "warm cat"; t1=$(now)
+warm_s=$(elapsed "$t0" "$t1")
+t0=$(now); cat "$DATA" >/dev/null; t1=$(now)
+plain_s=$(elapsed "$t0" "$t1")
+cmp -s "$M/bench" "$T/src/bench" || die "warm read: wrong bytes"
+unmount_fs "$M" "$MOUNT_PID"
+
+# ---- cold random 4 KiB reads on a fresh cache ----
+mount_fs "$T/m3.log" "$M" -o "$OPTS,cache=$T/cache-rand" "$CASC" || die "mount for random reads"
+read -r p50 p99 < <(python3 - "$M/bench" "$SIZE" "$RANDOM_READS" "$BS" <<'EOF'
+import os, random, sys, time
+path, size, n, bs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+fd = os.open(path, os.O_RDONLY)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)   # no kernel read-ahead
+blocks = random.Random(1).sample(range(size // bs), min(n, size // bs))  # each read a cold block
+times = []
+for b in blocks:
+    off = b * bs + random.Random(b).randrange(0, bs - 4096) // 4096 * 4096
+    t = time.perf_counter()
+    if len(os.pread(fd, 4096, off)) != 4096:
+        sys.exit("short read")
+    times.append((time.perf_counter() - t) * 1000)
+times.sort()
+print("%.2f %.2f" % (times[len(times) // 2], times[min(len(times) - 1, len(times) * 99 // 100)]))
+EOF
+)
+[ -n "${p50:-}" ] || die "random reads failed"
+unmount_fs "$M" "$MOUNT_PID"
+
+# One block-transfer time, from `cascade get`'s throughput.
+block_ms=$(python3 -c "print('%.2f' % ($get_s * 1000 * $BS / $SIZE))")
+
+echo
+echo "cascadefs benchmark: $SIZE_MB MiB, blocks of $BS bytes, 2 loopback seeders"
+printf '%-34s %8s s  %8s MiB/s\n' "cascade get (cold)" "$get_s" "$(mbps "$get_s")"
+printf '%-34s %8s s  %8s MiB/s  = %s of get (target >= 80%%)\n' "cat through mount (cold)" \
+    "$cold_s" "$(mbps "$cold_s")" "$(ratio "$get_s" "$cold_s")"
+printf '%-34s %8s s  %8s MiB/s\n' "cat of the cache file" "$plain_s" "$(mbps "$plain_s")"
+printf '%-34s %8s s  %8s MiB/s  = %s of plain (target >= 70%%)\n' "cat through mount (warm)" \
+    "$warm_s" "$(mbps "$warm_s")" "$(ratio "$plain_s" "$warm_s")"
+printf '%-34s p50 %s ms  p99 %s ms  (block transfer %s ms; p50 = %s of it, target <= 200%%)\n' \
+    "4 KiB random reads (cold)" "$p50" "$p99" "$block_ms" "$(ratio "$p50" "$block_ms")"
+[ "$failures" = 0 ] || exit 1
