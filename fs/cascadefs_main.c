@@ -51,6 +51,31 @@ static void print_help(const char *prog, struct fuse_args *args)
     fuse_lib_help(args);
 }
 
+/* The parent stays only to pass on the child's verdict: an exit code byte,
+ * then (on failure) the message the child would have logged. */
+static int daemon_wait(int fd)
+{
+    char buf[CASCADE_ERRLEN + 1];
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof buf - 1) {
+        n = read(fd, buf + got, sizeof buf - 1 - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    if (got == 0) {
+        fprintf(stderr, "cascadefs: the mount process ended without a word\n");
+        return EXIT_RUNTIME;
+    }
+    buf[got] = '\0';
+    if (got > 1)
+        fprintf(stderr, "cascadefs: %s\n", buf + 1);
+    return (unsigned char)buf[0];
+}
+
 /* The parent stays only to pass on the child's exit code (one byte). */
 static int daemon_fork(struct daemon_link *link)
 {
@@ -67,11 +92,7 @@ static int daemon_fork(struct daemon_link *link)
     }
     if (pid > 0) {
         close(fds[1]);
-        unsigned char code = EXIT_RUNTIME;
-        ssize_t n;
-        while ((n = read(fds[0], &code, 1)) < 0 && errno == EINTR)
-            ;
-        _exit(n == 1 ? code : EXIT_RUNTIME);
+        _exit(daemon_wait(fds[0]));
     }
     close(fds[0]);
     link->fd = fds[1];
@@ -80,9 +101,12 @@ static int daemon_fork(struct daemon_link *link)
     return 0;
 }
 
-/* Tell the parent how it went and, once mounted, let go of the terminal. */
-static void daemon_report(struct daemon_link *link, int code)
+/* Tell the parent how it went (why, on failure) and, once mounted, let go
+ * of the terminal. In the foreground the message goes to the log. */
+static void daemon_report(struct daemon_link *link, int code, const char *why)
 {
+    if (why)
+        log_error("%s", why);
     if (link->fd < 0)
         return;
     if (code == 0) {
@@ -95,8 +119,9 @@ static void daemon_report(struct daemon_link *link, int code)
                 close(null);
         }
     }
-    unsigned char c = (unsigned char)code;
-    if (write(link->fd, &c, 1) != 1)
+    char msg[CASCADE_ERRLEN + 1];
+    int len = snprintf(msg, sizeof msg, "%c%s", code, why ? why : "");
+    if (len < 1 || write(link->fd, msg, (size_t)len < sizeof msg ? (size_t)len : sizeof msg - 1) < 1)
         log_warn("could not report to the starting process");
     close(link->fd);
     link->fd = -1;
@@ -134,24 +159,22 @@ static int run_mount(struct fuse *fuse, struct fs_mount *m, const struct fs_opti
 {
     char err[CASCADE_ERRLEN];
     if (fs_services_start(m, opts, err, sizeof err) != 0) {
-        log_error("%s", err);
-        daemon_report(link, EXIT_RUNTIME);
+        daemon_report(link, EXIT_RUNTIME, err);
         return EXIT_RUNTIME;
     }
     int code = EXIT_RUNTIME;
     if (fuse_mount(fuse, cmd->mountpoint) != 0) {
-        log_error("cannot mount on %s", cmd->mountpoint);
-        daemon_report(link, EXIT_RUNTIME);
+        cascade_errf(err, sizeof err, "cannot mount on %s", cmd->mountpoint);
+        daemon_report(link, EXIT_RUNTIME, err);
         goto stop_services;
     }
     if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0) {
-        log_error("cannot install signal handlers");
-        daemon_report(link, EXIT_RUNTIME);
+        daemon_report(link, EXIT_RUNTIME, "cannot install signal handlers");
         goto unmount;
     }
     log_info("mounted %zu file%s on %s", m->n_files, m->n_files == 1 ? "" : "s",
              cmd->mountpoint);
-    daemon_report(link, 0);
+    daemon_report(link, 0, NULL);
     int rc = cmd->singlethread ? fuse_loop(fuse) : fuse_loop_mt(fuse, cmd->clone_fd);
     code = rc == 0 ? 0 : EXIT_RUNTIME;
     fuse_remove_signal_handlers(fuse_get_session(fuse));

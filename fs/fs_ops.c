@@ -194,10 +194,11 @@ static int fs_release(const char *path, struct fuse_file_info *fi)
 /* Ask the fetcher, URGENT, for the missing blocks of [b0, b1], in runs. */
 static void want_missing(struct fs_file *f, uint64_t b0, uint64_t b1)
 {
-    uint64_t run = 0;
+    uint64_t run = 0, missing = 0;
     for (uint64_t b = b0; b <= b1; b++) {
         if (!cascade_store_has(f->store, b)) {
             run++;
+            missing++;
             continue;
         }
         if (run)
@@ -206,6 +207,9 @@ static void want_missing(struct fs_file *f, uint64_t b0, uint64_t b1)
     }
     if (run)
         fetcher_want(f->fetcher, b1 + 1 - run, run, FETCH_URGENT);
+    if (missing)
+        log_debug("%s: read of blocks %llu..%llu waits for %llu of them", f->meta.name,
+                  (unsigned long long)b0, (unsigned long long)b1, (unsigned long long)missing);
 }
 
 /* Let the handle's read-ahead see this read and prefetch what it says. */
