@@ -32,8 +32,14 @@ struct block_server;
 
 int block_server_start(const struct block_server_config *cfg, struct block_server **out,
                        char *err, size_t errlen);
-/* Serve st under its cascade hash. Safe while running. -1 if already there. */
+/* Serve st under its cascade hash. Safe while running. -1 if already there
+ * (or out of memory/descriptors). The server keeps its own duplicate of the
+ * store's data descriptor. */
 int block_server_add_store(struct block_server *srv, struct cascade_store *st);
+/* Stop serving st. Safe while running; answers already under way finish
+ * from the server's own descriptor (reference counted), and the server never
+ * touches st again once this returns, so the caller may close st at once.
+ * Later requests for its hash get status 1. */
 void block_server_remove_store(struct block_server *srv, struct cascade_store *st);
 /* The address actually listened on (with the real port). */
 void block_server_address(const struct block_server *srv, struct sockaddr_in *out);
