@@ -50,6 +50,8 @@
 #define FETCHER_BACKOFF_MIN_MS 500
 #define FETCHER_BACKOFF_MAX_MS 60000
 #define FETCHER_TICK_MS 100
+#define FETCHER_POOL_MAX 24                /* recycled block buffers kept */
+#define FETCHER_POOL_BLOCK_MAX (16u << 20) /* bigger blocks are not recycled */
 
 struct fetch_peer {
     struct sockaddr_in addr;
@@ -70,6 +72,7 @@ struct put_item {
     uint64_t block;
     uint8_t *data;
     size_t len;
+    size_t cap;                  /* bytes allocated at data */
     size_t peer;
 };
 
@@ -95,6 +98,8 @@ struct fetcher {
     size_t n_stale;
     struct fetch_peer **peers;
     size_t n_peers;
+    uint8_t *pool[FETCHER_POOL_MAX];   /* recycled block buffers (block_size bytes) */
+    size_t n_pool;
     struct put_item *put_head, *put_tail;
     size_t put_len;
     bool stopping;
@@ -148,6 +153,23 @@ static void wake_loop(struct fetcher *f)
 static void peer_name(const struct fetch_peer *p, char *out, size_t outlen)
 {
     sock_format_addr(&p->addr, out, outlen);
+}
+
+/* Recycled block buffers: reading into fresh memory costs a page fault per
+ * page, which on loopback is a good part of the time. Under lock. */
+static uint8_t *pool_take(struct fetcher *f)
+{
+    if (f->n_pool > 0)
+        return f->pool[--f->n_pool];
+    return malloc(f->meta->block_size);
+}
+
+static void pool_give(struct fetcher *f, uint8_t *buf, size_t cap)
+{
+    if (cap == f->meta->block_size && f->n_pool < FETCHER_POOL_MAX)
+        f->pool[f->n_pool++] = buf;
+    else
+        free(buf);
 }
 
 /* ---- peers ------------------------------------------------------------ */
@@ -528,7 +550,7 @@ static bool handle_answer(struct fetcher *f, size_t pi, struct peer_answer *ans)
     switch (ans->status) {
     case WIRE_STATUS_OK:
         if (bit_get(f->done, ans->block)) {
-            free(ans->body);
+            pool_give(f, ans->body, ans->body_cap);
             block_release(f, ans->block);
             return true;
         }
@@ -539,7 +561,7 @@ static bool handle_answer(struct fetcher *f, size_t pi, struct peer_answer *ans)
             return true;
         }
         *it = (struct put_item){.block = ans->block, .data = ans->body, .len = ans->body_len,
-                                .peer = pi};
+                                .cap = ans->body_cap, .peer = pi};
         p->verifying++;
         put_enqueue(f, it);
         return true;
@@ -572,6 +594,13 @@ static void peer_on_readable(struct fetcher *f, size_t pi)
 {
     struct fetch_peer *p = f->peers[pi];
     char err[CASCADE_ERRLEN];
+    if (!p->conn.spare && f->meta->block_size <= FETCHER_POOL_BLOCK_MAX) {
+        pthread_mutex_lock(&f->lock);
+        uint8_t *buf = pool_take(f);
+        pthread_mutex_unlock(&f->lock);
+        if (buf)
+            peer_conn_give_buffer(&p->conn, buf, f->meta->block_size);
+    }
     for (;;) {
         struct peer_answer ans;
         int r = peer_conn_read_answer(&p->conn, expected_len_cb, (void *)f->meta, &ans, err,
@@ -767,8 +796,8 @@ static void *put_worker(void *arg)
         f->put_len--;
         pthread_mutex_unlock(&f->lock);
         int r = cascade_store_put(f->st, it->block, it->data, it->len);
-        free(it->data);
         pthread_mutex_lock(&f->lock);
+        pool_give(f, it->data, it->cap);
         put_finish(f, it, r);
         free(it);
         wake_loop(f);
@@ -1008,6 +1037,8 @@ void fetcher_stop(struct fetcher *f)
         free(it->data);
         free(it);
     }
+    while (f->n_pool > 0)
+        free(f->pool[--f->n_pool]);
     for (size_t i = 0; f->peers && i < f->n_peers; i++) {
         if (f->peers[i]->open)
             peer_conn_close(&f->peers[i]->conn);

@@ -52,7 +52,9 @@ void peer_conn_close(struct peer_conn *pc)
     free(pc->out);
     free(pc->inflight);
     free(pc->body);
+    free(pc->spare);
     free(pc->in);
+    pc->spare = NULL;
     pc->out = NULL;
     pc->inflight = NULL;
     pc->body = NULL;
@@ -189,7 +191,14 @@ static int start_body(struct peer_conn *pc, uint64_t (*expected_len)(void *, uin
                      pc->status);
         return PEER_CONN_EPROTO;
     }
-    pc->body = malloc(alloc ? alloc : 1);
+    if (pc->status == WIRE_STATUS_OK && pc->spare && pc->spare_cap >= alloc) {
+        pc->body = pc->spare;
+        pc->body_cap = pc->spare_cap;
+        pc->spare = NULL;
+    } else {
+        pc->body = malloc(alloc ? alloc : 1);
+        pc->body_cap = alloc ? alloc : 1;
+    }
     if (!pc->body) {
         cascade_errf(err, errlen, "out of memory for a %zu-byte answer", alloc);
         return PEER_CONN_ENET;
@@ -208,6 +217,7 @@ static void finish_answer(struct peer_conn *pc, struct peer_answer *ans)
     if (pc->status == WIRE_STATUS_OK) {
         ans->body = pc->body;
         ans->body_len = (size_t)pc->body_len;
+        ans->body_cap = pc->body_cap;
     } else {
         size_t n = (size_t)pc->body_len;
         size_t keep = n < sizeof ans->message - 1 ? n : sizeof ans->message - 1;

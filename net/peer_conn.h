@@ -33,6 +33,7 @@ struct peer_answer {
     uint8_t status;              /* enum wire_peer_status */
     uint8_t *body;               /* status 0: the block (malloc'd, caller frees); else NULL */
     size_t body_len;
+    size_t body_cap;             /* bytes allocated at body (a given buffer may be larger) */
     char message[128];           /* status != 0: the error text, truncated */
 };
 
@@ -58,6 +59,9 @@ struct peer_conn {
     uint64_t body_len;
     uint64_t body_have;
     uint8_t *body;               /* status 0: block buffer; else error text buffer */
+    size_t body_cap;
+    uint8_t *spare;              /* a caller-given buffer for the next block body, or NULL */
+    size_t spare_cap;
 
     /* Bytes read but not yet parsed (small answers arrive many per read). */
     uint8_t *in;
@@ -75,6 +79,15 @@ void peer_conn_close(struct peer_conn *pc);
 
 /* After POLLOUT on a connecting socket: 0 connected, -1 failed (message). */
 int peer_conn_finish_connect(struct peer_conn *pc, char *err, size_t errlen);
+
+/* Give the connection a buffer (malloc'd, cap bytes) to read the next block
+ * into, instead of allocating one: recycled buffers avoid page faults. The
+ * connection owns it from now on. Only when pc->spare is NULL. */
+static inline void peer_conn_give_buffer(struct peer_conn *pc, uint8_t *buf, size_t cap)
+{
+    pc->spare = buf;
+    pc->spare_cap = cap;
+}
 
 /* Queue a request for block (encoded now, written by peer_conn_flush). */
 int peer_conn_queue_request(struct peer_conn *pc, uint64_t block,
