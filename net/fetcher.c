@@ -50,6 +50,7 @@
 #define FETCHER_BACKOFF_MIN_MS 500
 #define FETCHER_BACKOFF_MAX_MS 60000
 #define FETCHER_TICK_MS 100
+#define FETCHER_URGENT_EXTRA 2             /* urgent requests allowed past the depth */
 #define FETCHER_POOL_MAX 24                /* recycled block buffers kept */
 #define FETCHER_POOL_BLOCK_MAX (16u << 20) /* bigger blocks are not recycled */
 
@@ -337,14 +338,15 @@ static bool block_skippable(const struct fetcher *f, uint64_t idx, int prio)
     return f->prio[idx] != prio || f->inflight[idx] || bit_get(f->done, idx);
 }
 
-/* The next block for peer p, or UINT64_MAX when it has nothing to do. */
-static uint64_t pick_block(struct fetcher *f, struct fetch_peer *p, uint64_t now)
+/* The next block for peer p at min_prio or above, or UINT64_MAX when it
+ * has nothing to do. */
+static uint64_t pick_block(struct fetcher *f, struct fetch_peer *p, uint64_t now, int min_prio)
 {
     uint64_t n = f->meta->block_count;
-    uint64_t idx = pick_stale(f, p, now);
+    uint64_t idx = min_prio <= FETCH_BACKGROUND ? pick_stale(f, p, now) : UINT64_MAX;
     if (idx != UINT64_MAX)
         return idx;
-    for (int prio = FETCH_URGENT; prio >= FETCH_BACKGROUND; prio--) {
+    for (int prio = FETCH_URGENT; prio >= min_prio; prio--) {
         while (f->cursor[prio] < n && block_skippable(f, f->cursor[prio], prio))
             f->cursor[prio]++;
         uint64_t scanned = 0;
@@ -431,12 +433,17 @@ static int peer_depth(const struct fetcher *f, const struct fetch_peer *p)
     return d > FETCHER_MAX_DEPTH ? FETCHER_MAX_DEPTH : d;
 }
 
-/* Queue requests on p up to its pipeline depth. */
+/* Queue requests on p up to its pipeline depth; urgent blocks (a reader
+ * waits) may go a little past it rather than wait for a free slot. */
 static void peer_refill(struct fetcher *f, struct fetch_peer *p, uint64_t now)
 {
     int depth = peer_depth(f, p);
-    while ((int)p->conn.inflight_count + p->verifying < depth) {
-        uint64_t idx = pick_block(f, p, now);
+    for (;;) {
+        int busy = (int)p->conn.inflight_count + p->verifying;
+        int min_prio = busy < depth ? FETCH_BACKGROUND : FETCH_URGENT;
+        if (busy >= depth + FETCHER_URGENT_EXTRA)
+            return;
+        uint64_t idx = pick_block(f, p, now, min_prio);
         if (idx == UINT64_MAX)
             return;
         if (peer_conn_queue_request(&p->conn, idx, f->meta->cascade_hash) < 0) {
