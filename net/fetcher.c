@@ -50,6 +50,7 @@
 #define FETCHER_BACKOFF_MIN_MS 500
 #define FETCHER_BACKOFF_MAX_MS 60000
 #define FETCHER_TICK_MS 100
+#define FETCHER_IDLE_TICK_MS 500
 #define FETCHER_URGENT_EXTRA 2             /* urgent requests allowed past the depth */
 #define FETCHER_POOL_MAX 24                /* recycled block buffers kept */
 #define FETCHER_POOL_BLOCK_MAX (16u << 20) /* bigger blocks are not recycled */
@@ -390,6 +391,7 @@ static void peer_disconnect(struct fetcher *f, struct fetch_peer *p, enum peer_v
     char a[SOCK_ADDRSTRLEN];
     peer_name(p, a, sizeof a);
     bool busy = p->conn.inflight_count > 0;
+    uint64_t received = p->conn.bytes_received;
     peer_return_inflight(f, p);
     if (p->open) {
         peer_conn_close(&p->conn);
@@ -404,7 +406,10 @@ static void peer_disconnect(struct fetcher *f, struct fetch_peer *p, enum peer_v
         }
         return;
     }
-    if (verdict == PEER_IDLE_CLOSE && !busy) {
+    /* Closing a connection that has served us and has nothing pending is
+     * normal (servers time idle ones out); anything else earns a backoff,
+     * so a peer that hangs up at once is not redialled in a tight loop. */
+    if (verdict == PEER_IDLE_CLOSE && !busy && received > 0) {
         log_debug("peer %s: idle connection closed (%s)", a, why);
         p->retry_at_ms = 0;
         return;
@@ -418,15 +423,12 @@ static void peer_disconnect(struct fetcher *f, struct fetch_peer *p, enum peer_v
     log_debug("peer %s: %s; retry in %llu ms", a, why, (unsigned long long)delay);
 }
 
-static int peer_depth(const struct fetcher *f, const struct fetch_peer *p)
+/* best_rate: the fastest open peer's rate. */
+static int peer_depth(const struct fetcher *f, const struct fetch_peer *p, double best)
 {
     if (f->cfg.pipeline_depth > 0)
         return f->cfg.pipeline_depth;
     /* Peers at least half as fast as the fastest get a deeper pipeline. */
-    double best = 0;
-    for (size_t i = 0; i < f->n_peers; i++)
-        if (f->peers[i]->open && f->peers[i]->rate > best)
-            best = f->peers[i]->rate;
     int d = f->depth_base;
     if (best > 0 && p->rate >= best / 2)
         d *= 2;
@@ -435,9 +437,9 @@ static int peer_depth(const struct fetcher *f, const struct fetch_peer *p)
 
 /* Queue requests on p up to its pipeline depth; urgent blocks (a reader
  * waits) may go a little past it rather than wait for a free slot. */
-static void peer_refill(struct fetcher *f, struct fetch_peer *p, uint64_t now)
+static void peer_refill(struct fetcher *f, struct fetch_peer *p, uint64_t now, double best_rate)
 {
-    int depth = peer_depth(f, p);
+    int depth = peer_depth(f, p, best_rate);
     for (;;) {
         int busy = (int)p->conn.inflight_count + p->verifying;
         int min_prio = busy < depth ? FETCH_BACKGROUND : FETCH_URGENT;
@@ -662,16 +664,20 @@ static size_t fetcher_schedule(struct fetcher *f)
     uint64_t now = cascade_now_ms();
     pthread_mutex_lock(&f->lock);
     fetcher_check_timeouts(f, now);
+    double best_rate = 0;
     for (size_t i = 0; i < f->n_peers; i++) {
         struct fetch_peer *p = f->peers[i];
         if (p->open && p->banned)
             peer_disconnect(f, p, PEER_BAN, "banned");
         if (p->open) {
             peer_update_rate(p, now);
-            if (p->conn.connected)
-                peer_refill(f, p, now);
+            if (p->rate > best_rate)
+                best_rate = p->rate;
         }
     }
+    for (size_t i = 0; i < f->n_peers; i++)
+        if (f->peers[i]->open && f->peers[i]->conn.connected)
+            peer_refill(f, f->peers[i], now, best_rate);
     bool usable = fetcher_connect_more(f, now);
     bool want_peers = f->announcer && f->wanted_missing > 0 && !usable;
     size_t npeers = f->n_peers;
@@ -700,7 +706,8 @@ static void fetcher_poll_once(struct fetcher *f, struct pollfd *pfd, size_t *idx
     }
     pthread_mutex_unlock(&f->lock);
 
-    int r = poll(pfd, n, FETCHER_TICK_MS);
+    /* Idle (no connection): only wants, peers and backoffs can change things. */
+    int r = poll(pfd, n, n > 1 ? FETCHER_TICK_MS : FETCHER_IDLE_TICK_MS);
     if (r <= 0)
         return;
     if (pfd[0].revents) {
