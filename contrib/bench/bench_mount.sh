@@ -57,15 +57,23 @@ if drop_caches; then CACHE_NOTE="page cache dropped before each"; else CACHE_NOT
 unmount_fs "$M" "$MOUNT_PID"
 mount_fs "$T/m2.log" "$M" -o "$OPTS,cache=$T/cache" "$CASC" || die "remount"
 DATA=$(find "$T/cache" -name data | head -1)
-drop_caches || cat "$DATA" >/dev/null
-t0=$(now); cat "$M/bench" >/dev/null || die "warm cat"; t1=$(now)
-warm_s=$(elapsed "$t0" "$t1")
-# Again through the mount: now from the kernel's cache of the mounted file.
+# best_of3 FILE: the fastest of three timed cats, caches prepared alike.
+best_of3() {
+    local best="" i t0 t1 s
+    for i in 1 2 3; do
+        drop_caches || cat "$DATA" >/dev/null
+        t0=$(now); cat "$1" >/dev/null || die "cat $1"; t1=$(now)
+        s=$(elapsed "$t0" "$t1")
+        best=$(python3 -c "import sys; print(min(float(x) for x in sys.argv[1:] if x))" "$s" $best)
+    done
+    echo "$best"
+}
+warm_s=$(best_of3 "$M/bench")
+plain_s=$(best_of3 "$DATA")
+# Through the mount from the kernel's cache of the mounted file itself.
+cat "$M/bench" >/dev/null
 t0=$(now); cat "$M/bench" >/dev/null; t1=$(now)
 hot_s=$(elapsed "$t0" "$t1")
-drop_caches || cat "$DATA" >/dev/null
-t0=$(now); cat "$DATA" >/dev/null; t1=$(now)
-plain_s=$(elapsed "$t0" "$t1")
 cmp -s "$M/bench" "$T/src/bench" || die "warm read: wrong bytes"
 unmount_fs "$M" "$MOUNT_PID"
 
@@ -96,14 +104,14 @@ block_ms=$(python3 -c "print('%.2f' % ($get_s * 1000 * $BS / $SIZE))")
 
 echo
 echo "cascadefs benchmark: $SIZE_MB MiB, blocks of $BS bytes, 2 loopback seeders"
-printf '%-34s %8s s  %8s MiB/s\n' "cascade get (cold)" "$get_s" "$(mbps "$get_s")"
-printf '%-34s %8s s  %8s MiB/s  = %s of get (target >= 80%%)\n' "cat through mount (cold)" \
+printf '%-38s %8s s  %8s MiB/s\n' "cascade get (cold)" "$get_s" "$(mbps "$get_s")"
+printf '%-38s %8s s  %8s MiB/s  = %s of get (target >= 80%%)\n' "cat through mount (cold)" \
     "$cold_s" "$(mbps "$cold_s")" "$(ratio "$get_s" "$cold_s")"
 echo "warm reads ($CACHE_NOTE):"
-printf '%-34s %8s s  %8s MiB/s\n' "cat of the cache file" "$plain_s" "$(mbps "$plain_s")"
-printf '%-34s %8s s  %8s MiB/s  = %s of plain (target >= 70%%)\n' "cat through mount (warm)" \
+printf '%-38s %8s s  %8s MiB/s\n' "cat of the cache file (best of 3)" "$plain_s" "$(mbps "$plain_s")"
+printf '%-38s %8s s  %8s MiB/s  = %s of plain (target >= 70%%)\n' "cat through mount (warm, best of 3)" \
     "$warm_s" "$(mbps "$warm_s")" "$(ratio "$plain_s" "$warm_s")"
-printf '%-34s %8s s  %8s MiB/s\n' "cat through mount (kernel cache)" "$hot_s" "$(mbps "$hot_s")"
-printf '%-34s p50 %s ms  p99 %s ms  (block transfer %s ms; p50 = %s of it, target <= 200%%)\n' \
+printf '%-38s %8s s  %8s MiB/s\n' "cat through mount (kernel cache)" "$hot_s" "$(mbps "$hot_s")"
+printf '%-38s p50 %s ms  p99 %s ms  (block transfer %s ms; p50 = %s of it, target <= 200%%)\n' \
     "4 KiB random reads (cold)" "$p50" "$p99" "$block_ms" "$(ratio "$p50" "$block_ms")"
 [ "$failures" = 0 ] || exit 1
