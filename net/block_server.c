@@ -322,7 +322,7 @@ static void conn_answer(struct block_server *srv, struct conn *c)
     char why[96];
     c->req_len = 0;
     if (wire_decode_peer_request(c->req, &req, why, sizeof why) < 0) {
-        conn_set_message(c, WIRE_STATUS_BAD_REQUEST, "bad request: %s", why);
+        conn_set_message(c, WIRE_STATUS_BAD_REQUEST, "%s", why);   /* "bad request: ..." */
         return;
     }
     struct block_lookup look;

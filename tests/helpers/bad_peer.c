@@ -190,10 +190,9 @@ static int answer_block(const struct peer *p, int fd, uint64_t idx)
 static int answer_request(const struct peer *p, int fd, const uint8_t raw[WIRE_PEER_REQUEST_LEN])
 {
     struct wire_peer_request req;
-    char why[CASCADE_ERRLEN], msg[CASCADE_ERRLEN + 16];
-    if (wire_decode_peer_request(raw, &req, why, sizeof why) < 0) {
-        snprintf(msg, sizeof msg, "bad request: %s", why);
-        send_message(fd, WIRE_STATUS_BAD_REQUEST, msg);
+    char msg[CASCADE_ERRLEN];
+    if (wire_decode_peer_request(raw, &req, msg, sizeof msg) < 0) {
+        send_message(fd, WIRE_STATUS_BAD_REQUEST, msg);   /* "bad request: ..." */
         return -1;
     }
     if (memcmp(req.hash, p->meta.cascade_hash, CASCADE_HASH_LEN) != 0) {
