@@ -144,11 +144,12 @@ static int fs_statfs(const char *path, struct statvfs *sv)
     sv->f_bsize = 4096;
     sv->f_frsize = 4096;
     sv->f_blocks = (fsblkcnt_t)((total + 4095) / 4096);
-    /* "Used" is what is held; nothing is free for writing. */
+    /* df shows as "used" what is held here; nothing is available for writing. */
     uint64_t used = (held + 4095) / 4096;
-    sv->f_bfree = sv->f_bavail = 0;
     if (sv->f_blocks < used)
         sv->f_blocks = used;
+    sv->f_bfree = sv->f_blocks - used;
+    sv->f_bavail = 0;
     sv->f_files = m->n_files + 1;
     sv->f_ffree = sv->f_favail = 0;
     sv->f_namemax = 255;
