@@ -358,6 +358,22 @@ static void test_pipelined_in_order(void **state)
     close(fd);
 }
 
+/* A request that arrives a byte at a time is assembled, then answered. */
+static void test_request_in_pieces(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t req[2 * WIRE_PEER_REQUEST_LEN];
+    encode_request(req, f->small.meta.cascade_hash, SMALL_BLOCKS - 1);
+    encode_request(req + WIRE_PEER_REQUEST_LEN, f->small.meta.cascade_hash, 2);
+    int fd = connect_to(f);
+    char err[CASCADE_ERRLEN] = "";
+    for (size_t i = 0; i < sizeof req; i++)
+        assert_int_equal(sock_write_full(fd, req + i, 1, IO_TIMEOUT_MS, err, sizeof err), 0);
+    expect_block(fd, &f->small, SMALL_BLOCKS - 1);
+    expect_block(fd, &f->small, 2);
+    close(fd);
+}
+
 static bool raise_fd_limit(rlim_t want)
 {
     struct rlimit rl;
@@ -541,6 +557,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_out_of_range_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_magic_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_request_in_pieces, setup, teardown),
         cmocka_unit_test_setup_teardown(test_thousand_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_non_reader_does_not_block_others, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_timeout_closes, setup_short_idle, teardown),
