@@ -1,15 +1,579 @@
-/* PLACEHOLDER until its issue lands: replaced by the real subcommands. */
+/* `cascade get` (download only) and `cascade seed` (download what is
+ * missing, then serve): the two peer commands built on the fetcher, the
+ * store and the block server.
+ *
+ *   cascade get FILE.cascade [-o DATA] [-t TRACKER] [--cache DIR] [--timeout S] [-q] [-v]
+ *   cascade seed FILE.cascade... [-t TRACKER] [-l LISTEN] [--data PATH] [--cache DIR] [-v]
+ *
+ * get resumes from whatever DATA already holds (verified block by block),
+ * hashes the whole file as blocks arrive in order (so the final check costs
+ * no extra pass) and exits 0 only when every block is there and the whole
+ * file matches the target hash.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cascade/log.h"
+#include "cascade/meta.h"
+#include "cascade/progress.h"
+#include "cascade/sha256.h"
+#include "cascade/store.h"
+#include "cascade/util.h"
+#include "net/block_server.h"
 #include "net/cli.h"
+#include "net/fetcher.h"
+#include "net/sock.h"
+
+#define CLI_DEFAULT_TRACKER "127.0.0.1:8888"
+#define CLI_TRACKER_PORT 8888
+#define CLI_DEFAULT_LISTEN "0.0.0.0:6881"
+#define CLI_SEED_PORT 6881
+#define CLI_STALL_S 30           /* get gives up when no block arrives for this long */
+
+/* ---- shared helpers ---- */
+
+static int meta_exit_code(int rc)
+{
+    return rc == CASCADE_META_ENOMEM ? CLI_FAIL : CLI_USAGE;
+}
+
+/* The tracker: -t, else $CASCADE_TRACKER, else 127.0.0.1:8888. */
+static int parse_tracker(const char *cmd, const char *arg, struct sockaddr_in *out, char *shown,
+                         size_t shownlen)
+{
+    const char *s = arg ? arg : getenv("CASCADE_TRACKER");
+    if (!s || !*s)
+        s = CLI_DEFAULT_TRACKER;
+    char err[CASCADE_ERRLEN];
+    if (sock_parse_addr(s, "127.0.0.1", CLI_TRACKER_PORT, out, err, sizeof err) < 0) {
+        fprintf(stderr, "cascade %s: bad tracker address '%s': %s\n", cmd, s, err);
+        return -1;
+    }
+    sock_format_addr(out, shown, shownlen);
+    return 0;
+}
+
+static bool file_has_bytes(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0;
+}
+
+/* Verify what a data file already holds; the number of blocks adopted. */
+static int adopt_existing(struct cascade_store *st, const char *cmd, const char *path, bool quiet)
+{
+    const struct cascade_meta *m = cascade_store_meta(st);
+    struct cascade_progress pr;
+    cascade_progress_init(&pr, "checking", m->block_count, false, quiet);
+    int64_t n = cascade_store_adopt(st, &pr);
+    cascade_progress_finish(&pr);
+    if (n < 0) {
+        fprintf(stderr, "cascade %s: %s: could not read the existing data (%lld)\n", cmd, path,
+                (long long)n);
+        return -1;
+    }
+    if (n > 0)
+        log_info("%s: %lld of %llu blocks already present and verified", path, (long long)n,
+                 (unsigned long long)m->block_count);
+    return 0;
+}
+
+/* ---- get ---- */
+
+static void get_usage(FILE *out)
+{
+    fprintf(out,
+        "usage: cascade get FILE.cascade [-o DATA] [-t TRACKER] [--cache DIR] [--timeout S] [-q] [-v]\n"
+        "Download the data file FILE.cascade describes from peers (download only: it\n"
+        "neither serves nor subscribes). Resumes from whatever DATA already holds.\n"
+        "  -o, --output DATA   where to write (default: the .cascade's name, in the\n"
+        "                      current folder)\n"
+        "  -t, --tracker ADDR  tracker IP:PORT (default $CASCADE_TRACKER, else %s)\n"
+        "      --cache DIR     folder for the record of held blocks (default\n"
+        "                      $XDG_CACHE_HOME/cascadefs or ~/.cache/cascadefs)\n"
+        "      --timeout S     give up after S seconds in all (default: no limit; it\n"
+        "                      still gives up when no block arrives for %d s)\n"
+        "  -q, --quiet         no progress display, errors only\n"
+        "  -v, --verbose       debug log (each block fetched)\n"
+        "  -h, --help          this text\n"
+        "Exit status: 0 complete and the whole file matches its hash, 1 failure,\n"
+        "2 bad usage or a bad .cascade file.\n", CLI_DEFAULT_TRACKER, CLI_STALL_S);
+}
+
+struct get_opts {
+    const char *cascade, *output, *tracker, *cache;
+    uint64_t timeout_s;          /* 0: none */
+    bool quiet, verbose;
+};
+
+static int parse_get(int argc, char **argv, struct get_opts *o)
+{
+    static const struct option longopts[] = {
+        {"output", required_argument, NULL, 'o'}, {"tracker", required_argument, NULL, 't'},
+        {"cache", required_argument, NULL, 'C'}, {"timeout", required_argument, NULL, 'T'},
+        {"quiet", no_argument, NULL, 'q'}, {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "o:t:qvh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'o': o->output = optarg; break;
+        case 't': o->tracker = optarg; break;
+        case 'C': o->cache = optarg; break;
+        case 'T':
+            if (cascade_parse_size(optarg, &o->timeout_s) != 0 || o->timeout_s == 0 ||
+                o->timeout_s > 100000000) {
+                fprintf(stderr, "cascade get: bad --timeout '%s': give whole seconds >= 1\n",
+                        optarg);
+                return CLI_USAGE;
+            }
+            break;
+        case 'q': o->quiet = true; break;
+        case 'v': o->verbose = true; break;
+        case 'h': get_usage(stdout); return CLI_OK;
+        default: get_usage(stderr); return CLI_USAGE;
+        }
+    }
+    if (argc - optind != 1) {
+        fprintf(stderr, "cascade get: expected one FILE.cascade, got %d arguments\n",
+                argc - optind);
+        get_usage(stderr);
+        return CLI_USAGE;
+    }
+    o->cascade = argv[optind];
+    return -1;
+}
+
+struct get_run {
+    const struct get_opts *o;
+    struct cascade_meta meta;
+    struct cascade_store *st;
+    struct fetcher *f;
+    const char *data_path;
+    char tracker_shown[SOCK_ADDRSTRLEN];
+    struct sockaddr_in tracker;
+};
+
+/* Why no progress: the message for a stall or a timeout. */
+static void report_stuck(struct get_run *g, int r, uint64_t waited_s)
+{
+    uint64_t block = fetcher_first_missing(g->f);
+    if (r == -EIO) {
+        fprintf(stderr, "cascade get: %s: could not write to the data file\n", g->data_path);
+        return;
+    }
+    struct fetcher_stats s;
+    fetcher_get_stats(g->f, &s);
+    fprintf(stderr, "cascade get: no peer could provide block %llu after %llu s "
+            "(%llu of %llu blocks held; %llu peers known, %llu dropped for bad data); "
+            "is a seeder running and subscribed to the tracker at %s?\n",
+            (unsigned long long)block, (unsigned long long)waited_s,
+            (unsigned long long)cascade_store_held_count(g->st),
+            (unsigned long long)g->meta.block_count, (unsigned long long)s.peers_known,
+            (unsigned long long)s.peers_dropped, g->tracker_shown);
+}
+
+/* Hash the file in block order as blocks land; 0 complete, else exit code. */
+static int get_follow(struct get_run *g, uint8_t digest[CASCADE_HASH_LEN])
+{
+    const struct cascade_meta *m = &g->meta;
+    uint64_t start = cascade_now_ms();
+    uint64_t deadline = g->o->timeout_s ? start + g->o->timeout_s * 1000 : UINT64_MAX;
+    uint64_t stall_s = g->o->timeout_s && g->o->timeout_s < CLI_STALL_S ? g->o->timeout_s
+                                                                         : CLI_STALL_S;
+    struct cascade_sha256 *h = cascade_sha256_new();
+    uint8_t *buf = malloc(m->block_size < (64u << 20) ? m->block_size : 1);
+    struct cascade_progress pr;
+    cascade_progress_init(&pr, "downloading", m->size, true, g->o->quiet);
+    int rc = CLI_FAIL;
+    if (!h || (!buf && m->block_count)) {
+        fprintf(stderr, "cascade get: out of memory\n");
+        goto out;
+    }
+    for (uint64_t i = 0; i < m->block_count;) {
+        int r = fetcher_wait(g->f, i, 200);
+        uint64_t held = cascade_store_held_count(g->st);
+        uint64_t bytes = held * m->block_size;
+        cascade_progress_update(&pr, bytes < m->size ? bytes : m->size);
+        if (r == 0) {
+            uint64_t len = cascade_meta_block_len(m, i);
+            if (len > m->block_size || cascade_store_read(g->st, i, 0, buf, len) != CASCADE_STORE_OK
+                || cascade_sha256_update(h, buf, len) != 0) {
+                fprintf(stderr, "cascade get: %s: could not read back block %llu\n",
+                        g->data_path, (unsigned long long)i);
+                goto out;
+            }
+            i++;
+            continue;
+        }
+        if (r != -ETIMEDOUT) {
+            report_stuck(g, r, (cascade_now_ms() - start) / 1000);
+            goto out;
+        }
+        if (cascade_now_ms() >= deadline) {
+            cascade_progress_finish(&pr);
+            fprintf(stderr, "cascade get: timed out after %llu s; ",
+                    (unsigned long long)g->o->timeout_s);
+            report_stuck(g, -ETIMEDOUT, g->o->timeout_s);
+            goto out;
+        }
+        r = fetcher_wait_complete(g->f, 0, (int)(stall_s * 1000));
+        if (r == -EHOSTUNREACH || r == -EIO) {
+            cascade_progress_finish(&pr);
+            report_stuck(g, r, stall_s);
+            goto out;
+        }
+    }
+    if (cascade_sha256_final(h, digest) != 0) {
+        fprintf(stderr, "cascade get: hashing failed\n");
+        goto out;
+    }
+    cascade_progress_update(&pr, m->size);
+    rc = 0;
+out:
+    cascade_progress_finish(&pr);
+    cascade_sha256_free(h);
+    free(buf);
+    return rc;
+}
+
+static int get_start(struct get_run *g)
+{
+    char err[CASCADE_ERRLEN];
+    bool existed = file_has_bytes(g->data_path);
+    struct cascade_store_options so = {.cache_root = g->o->cache, .data_path = g->data_path};
+    if (cascade_store_open(&g->meta, &so, &g->st, err, sizeof err) < 0) {
+        fprintf(stderr, "cascade get: %s\n", err);
+        return CLI_FAIL;
+    }
+    if (existed && !cascade_store_complete(g->st) &&
+        adopt_existing(g->st, "get", g->data_path, g->o->quiet) < 0)
+        return CLI_FAIL;
+    struct fetcher_config fc = {.tracker = g->tracker};
+    if (fetcher_start(g->st, &fc, &g->f, err, sizeof err) < 0) {
+        fprintf(stderr, "cascade get: %s\n", err);
+        return CLI_FAIL;
+    }
+    fetcher_want_all(g->f);
+    return 0;
+}
+
+static int get_run(struct get_run *g)
+{
+    int rc = get_start(g);
+    if (rc != 0)
+        return rc;
+    uint64_t t0 = cascade_now_ms();
+    uint8_t digest[CASCADE_HASH_LEN];
+    rc = get_follow(g, digest);
+    struct fetcher_stats s;
+    fetcher_get_stats(g->f, &s);
+    fetcher_stop(g->f);
+    g->f = NULL;
+    if (rc != 0)
+        return rc;
+    if (cascade_store_flush(g->st) != 0) {
+        fprintf(stderr, "cascade get: %s: could not flush to disk\n", g->data_path);
+        return CLI_FAIL;
+    }
+    if (memcmp(digest, g->meta.target_hash, CASCADE_HASH_LEN) != 0) {
+        fprintf(stderr, "cascade get: %s: every block matches but the whole file does not "
+                "match the .cascade's target hash; the .cascade file is inconsistent\n",
+                g->data_path);
+        return CLI_FAIL;
+    }
+    double secs = (double)(cascade_now_ms() - t0) / 1000.0;
+    char human[32];
+    cascade_human_bytes(s.bytes_fetched, human, sizeof human);
+    log_info("%s: complete, %llu bytes; fetched %s in %.2f s (%.1f MB/s)", g->data_path,
+             (unsigned long long)g->meta.size, human, secs,
+             secs > 0 ? (double)s.bytes_fetched / 1e6 / secs : 0.0);
+    return CLI_OK;
+}
+
 int cli_get(int argc, char **argv)
 {
-    (void)argc;
-    fprintf(stderr, "cascade %s: not built yet\n", argv[0]);
-    return CLI_FAIL;
+    struct get_opts o = {0};
+    int rc = parse_get(argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+    cascade_log_init("cascade", o.verbose ? CASCADE_LOG_DEBUG
+                                : o.quiet ? CASCADE_LOG_ERROR : CASCADE_LOG_INFO, false);
+    struct get_run g = {.o = &o};
+    char err[CASCADE_ERRLEN];
+    if (parse_tracker("get", o.tracker, &g.tracker, g.tracker_shown, sizeof g.tracker_shown) < 0)
+        return CLI_USAGE;
+    rc = cascade_meta_load(o.cascade, &g.meta, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "cascade get: %s\n", err);
+        return meta_exit_code(rc);
+    }
+    g.data_path = o.output ? o.output : g.meta.name;
+    if (!g.data_path || !*g.data_path) {
+        fprintf(stderr, "cascade get: cannot tell the data file's name from '%s'; give -o DATA\n",
+                o.cascade);
+        rc = CLI_USAGE;
+    } else {
+        rc = get_run(&g);
+    }
+    fetcher_stop(g.f);
+    cascade_store_close(g.st);
+    cascade_meta_free(&g.meta);
+    return rc;
 }
+
+/* ---- seed ---- */
+
+static void seed_usage(FILE *out)
+{
+    fprintf(out,
+        "usage: cascade seed FILE.cascade... [-t TRACKER] [-l LISTEN] [--data PATH] [--cache DIR] [-v]\n"
+        "The full peer: for each file, check what is already on disk, subscribe it to\n"
+        "the tracker, fetch what is missing and serve every block held, until\n"
+        "SIGINT or SIGTERM.\n"
+        "  -t, --tracker ADDR  tracker IP:PORT (default $CASCADE_TRACKER, else %s)\n"
+        "  -l, --listen ADDR   where to serve: IP:PORT, IP or :PORT (default %s;\n"
+        "                      port 0 picks a free one)\n"
+        "      --data PATH     the data file (only with one .cascade). Default: the\n"
+        "                      .cascade's name in the folder of the .cascade file\n"
+        "                      (dir/NAME for dir/NAME.cascade)\n"
+        "      --cache DIR     folder for the record of held blocks (default\n"
+        "                      $XDG_CACHE_HOME/cascadefs or ~/.cache/cascadefs)\n"
+        "  -v, --verbose       debug log (each block fetched)\n"
+        "  -h, --help          this text\n"
+        "Prints 'serving N files on IP:PORT' once listening.\n",
+        CLI_DEFAULT_TRACKER, CLI_DEFAULT_LISTEN);
+}
+
+struct seed_opts {
+    char **cascades;
+    int n;
+    const char *tracker, *listen, *data, *cache;
+    bool verbose;
+};
+
+static int parse_seed(int argc, char **argv, struct seed_opts *o)
+{
+    static const struct option longopts[] = {
+        {"tracker", required_argument, NULL, 't'}, {"listen", required_argument, NULL, 'l'},
+        {"data", required_argument, NULL, 'D'}, {"cache", required_argument, NULL, 'C'},
+        {"verbose", no_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "t:l:vh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 't': o->tracker = optarg; break;
+        case 'l': o->listen = optarg; break;
+        case 'D': o->data = optarg; break;
+        case 'C': o->cache = optarg; break;
+        case 'v': o->verbose = true; break;
+        case 'h': seed_usage(stdout); return CLI_OK;
+        default: seed_usage(stderr); return CLI_USAGE;
+        }
+    }
+    o->cascades = argv + optind;
+    o->n = argc - optind;
+    if (o->n < 1) {
+        fprintf(stderr, "cascade seed: give at least one FILE.cascade\n");
+        seed_usage(stderr);
+        return CLI_USAGE;
+    }
+    if (o->data && o->n != 1) {
+        fprintf(stderr, "cascade seed: --data names one data file; it needs exactly one "
+                ".cascade (got %d)\n", o->n);
+        return CLI_USAGE;
+    }
+    return -1;
+}
+
+struct seed_file {
+    struct cascade_meta meta;
+    struct cascade_store *st;
+    struct fetcher *f;
+    char *data_path;
+    bool reported_complete;
+};
+
+/* dir-of-cascade/NAME */
+static char *seed_default_data(const char *cascade_path, const char *name)
+{
+    char *copy = strdup(cascade_path);
+    if (!copy)
+        return NULL;
+    const char *dir = dirname(copy);
+    size_t len = strlen(dir) + strlen(name) + 2;
+    char *out = malloc(len);
+    if (out)
+        snprintf(out, len, "%s/%s", dir, name);
+    free(copy);
+    return out;
+}
+
+static int seed_open_file(const struct seed_opts *o, int i, struct seed_file *sf)
+{
+    char err[CASCADE_ERRLEN];
+    int rc = cascade_meta_load(o->cascades[i], &sf->meta, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "cascade seed: %s\n", err);
+        return meta_exit_code(rc);
+    }
+    if (o->data)
+        sf->data_path = strdup(o->data);
+    else if (sf->meta.name && *sf->meta.name)
+        sf->data_path = seed_default_data(o->cascades[i], sf->meta.name);
+    else {
+        fprintf(stderr, "cascade seed: cannot tell the data file's name from '%s'; use --data\n",
+                o->cascades[i]);
+        return CLI_USAGE;
+    }
+    if (!sf->data_path) {
+        fprintf(stderr, "cascade seed: out of memory\n");
+        return CLI_FAIL;
+    }
+    bool existed = file_has_bytes(sf->data_path);
+    struct cascade_store_options so = {.cache_root = o->cache, .data_path = sf->data_path};
+    if (cascade_store_open(&sf->meta, &so, &sf->st, err, sizeof err) < 0) {
+        fprintf(stderr, "cascade seed: %s\n", err);
+        return CLI_FAIL;
+    }
+    if (existed && !cascade_store_complete(sf->st) &&
+        adopt_existing(sf->st, "seed", sf->data_path, false) < 0)
+        return CLI_FAIL;
+    log_info("%s: %llu of %llu blocks held", sf->data_path,
+             (unsigned long long)cascade_store_held_count(sf->st),
+             (unsigned long long)sf->meta.block_count);
+    sf->reported_complete = cascade_store_complete(sf->st);
+    return 0;
+}
+
+static int seed_start_fetchers(struct seed_file *files, int n, const struct sockaddr_in *tracker,
+                               const struct sockaddr_in *served)
+{
+    char err[CASCADE_ERRLEN];
+    for (int i = 0; i < n; i++) {
+        struct fetcher_config fc = {
+            .tracker = *tracker,
+            .subscribe = true,
+            .announce_ip = ntohl(served->sin_addr.s_addr),   /* 0.0.0.0: learn it */
+            .announce_port = ntohs(served->sin_port),
+            .self = *served,
+        };
+        if (fetcher_start(files[i].st, &fc, &files[i].f, err, sizeof err) < 0) {
+            fprintf(stderr, "cascade seed: %s\n", err);
+            return CLI_FAIL;
+        }
+        fetcher_want_all(files[i].f);
+    }
+    return 0;
+}
+
+/* Wait for SIGINT/SIGTERM (blocked in every thread), noting completions. */
+static void seed_wait_for_signal(struct seed_file *files, int n, const sigset_t *set)
+{
+    for (;;) {
+        struct timespec ts = {.tv_sec = 1};
+        int sig = sigtimedwait(set, NULL, &ts);
+        if (sig == SIGINT || sig == SIGTERM) {
+            log_info("signal %d: shutting down", sig);
+            return;
+        }
+        for (int i = 0; i < n; i++) {
+            if (!files[i].reported_complete && cascade_store_complete(files[i].st)) {
+                files[i].reported_complete = true;
+                log_info("%s: complete (%llu blocks), serving it", files[i].data_path,
+                         (unsigned long long)files[i].meta.block_count);
+            }
+        }
+    }
+}
+
+static int seed_run(const struct seed_opts *o, struct seed_file *files, struct block_server **srv,
+                    const sigset_t *set)
+{
+    struct sockaddr_in tracker, listen_addr, served;
+    char shown[SOCK_ADDRSTRLEN], err[CASCADE_ERRLEN];
+    if (parse_tracker("seed", o->tracker, &tracker, shown, sizeof shown) < 0)
+        return CLI_USAGE;
+    const char *l = o->listen ? o->listen : CLI_DEFAULT_LISTEN;
+    if (sock_parse_addr(l, "0.0.0.0", CLI_SEED_PORT, &listen_addr, err, sizeof err) < 0) {
+        fprintf(stderr, "cascade seed: bad listen address '%s': %s\n", l, err);
+        return CLI_USAGE;
+    }
+    for (int i = 0; i < o->n; i++) {
+        int rc = seed_open_file(o, i, &files[i]);
+        if (rc != 0)
+            return rc;
+    }
+    struct block_server_config bc = {.listen = listen_addr};
+    if (block_server_start(&bc, srv, err, sizeof err) < 0) {
+        fprintf(stderr, "cascade seed: %s\n", err);
+        return CLI_FAIL;
+    }
+    for (int i = 0; i < o->n; i++) {
+        if (block_server_add_store(*srv, files[i].st) < 0) {
+            fprintf(stderr, "cascade seed: %s is given twice\n", o->cascades[i]);
+            return CLI_USAGE;
+        }
+    }
+    block_server_address(*srv, &served);
+    char addr[SOCK_ADDRSTRLEN];
+    sock_format_addr(&served, addr, sizeof addr);
+    printf("serving %d file%s on %s\n", o->n, o->n == 1 ? "" : "s", addr);
+    fflush(stdout);
+    log_info("tracker %s", shown);
+    int rc = seed_start_fetchers(files, o->n, &tracker, &served);
+    if (rc != 0)
+        return rc;
+    seed_wait_for_signal(files, o->n, set);
+    return CLI_OK;
+}
+
 int cli_seed(int argc, char **argv)
 {
-    (void)argc;
-    fprintf(stderr, "cascade %s: not built yet\n", argv[0]);
-    return CLI_FAIL;
+    struct seed_opts o = {0};
+    int rc = parse_seed(argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+    cascade_log_init("cascade", o.verbose ? CASCADE_LOG_DEBUG : CASCADE_LOG_INFO, false);
+    /* Block the signals before any thread starts, so only sigtimedwait sees them. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct seed_file *files = calloc((size_t)o.n, sizeof *files);
+    if (!files) {
+        fprintf(stderr, "cascade seed: out of memory\n");
+        return CLI_FAIL;
+    }
+    struct block_server *srv = NULL;
+    rc = seed_run(&o, files, &srv, &set);
+    /* Teardown in reverse: fetchers, the server, then the stores (flush). */
+    for (int i = 0; i < o.n; i++)
+        fetcher_stop(files[i].f);
+    block_server_stop(srv);
+    for (int i = 0; i < o.n; i++) {
+        if (files[i].st && cascade_store_flush(files[i].st) != 0 && rc == CLI_OK) {
+            fprintf(stderr, "cascade seed: %s: could not flush to disk\n", files[i].data_path);
+            rc = CLI_FAIL;
+        }
+        cascade_store_close(files[i].st);
+        cascade_meta_free(&files[i].meta);
+        free(files[i].data_path);
+    }
+    free(files);
+    return rc;
 }
