@@ -1,0 +1,238 @@
+/* The tracker's rules (tracker_state) with a fake clock. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "cascade/util.h"
+#include "net/tracker_state.h"
+
+#define LOOPBACK(n) (0x7f000000u | (n))
+#define T0 1700000000u
+
+static struct wire_peer_record answer[WIRE_MAX_TRACKER_PEERS];
+static size_t nanswer;
+static char err[CASCADE_ERRLEN];
+
+static void hash_of(uint8_t n, uint8_t out[CASCADE_HASH_LEN])
+{
+    memset(out, n, CASCADE_HASH_LEN);
+}
+
+static int ask(struct tracker_state *ts, uint32_t cmd, uint8_t h, uint32_t ip, uint16_t port,
+               uint32_t source, uint64_t now)
+{
+    struct wire_tracker_request req = {.command = cmd, .ip = ip, .port = port};
+    hash_of(h, req.hash);
+    err[0] = '\0';
+    return tracker_state_handle(ts, &req, source, now, answer, &nanswer, err, sizeof err);
+}
+
+static bool answer_has(uint32_t ip, uint16_t port)
+{
+    for (size_t i = 0; i < nanswer; i++)
+        if (answer[i].ip == ip && answer[i].port == port)
+            return true;
+    return false;
+}
+
+static void subscribe_then_list(void **state)
+{
+    (void)state;
+    struct tracker_config cfg = {.seed = 1};
+    struct tracker_state *ts = tracker_state_new(&cfg);
+    uint8_t h[CASCADE_HASH_LEN];
+    hash_of(1, h);
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, LOOPBACK(3), 7003, LOOPBACK(3), T0), 0);
+    assert_int_equal(ask(ts, WIRE_CMD_LIST, 1, LOOPBACK(9), 9, LOOPBACK(9), T0), 0);
+    assert_int_equal(nanswer, 1);
+    /* list does not register the sender */
+    assert_int_equal(tracker_state_peer_count(ts, h, T0), 1);
+
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, LOOPBACK(1), 7001, LOOPBACK(1), T0), 0);
+    assert_int_equal(nanswer, 1);            /* the requester is left out */
+    assert_false(answer_has(LOOPBACK(1), 7001));
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, LOOPBACK(2), 7002, LOOPBACK(2), T0 + 1), 0);
+    assert_int_equal(nanswer, 2);
+    assert_true(answer_has(LOOPBACK(1), 7001) && !answer_has(LOOPBACK(2), 7002));
+
+    assert_int_equal(ask(ts, WIRE_CMD_LIST, 1, LOOPBACK(9), 9, LOOPBACK(9), T0 + 2), 0);
+    assert_int_equal(nanswer, 3);
+    assert_true(answer_has(LOOPBACK(1), 7001) && answer_has(LOOPBACK(2), 7002));
+    /* another hash is a separate swarm */
+    assert_int_equal(ask(ts, WIRE_CMD_LIST, 2, LOOPBACK(9), 9, LOOPBACK(9), T0 + 2), 0);
+    assert_int_equal(nanswer, 0);
+    tracker_state_free(ts);
+}
+
+static void peers_expire(void **state)
+{
+    (void)state;
+    struct tracker_config cfg = {.seed = 1};   /* default expiry 1800 s */
+    struct tracker_state *ts = tracker_state_new(&cfg);
+    ask(ts, WIRE_CMD_SUBSCRIBE, 1, LOOPBACK(1), 7001, LOOPBACK(1), T0);
+    ask(ts, WIRE_CMD_SUBSCRIBE, 1, LOOPBACK(2), 7002, LOOPBACK(2), T0 + 1000);
+    assert_int_equal(ask(ts, WIRE_CMD_LIST, 1, 0, 0, LOOPBACK(9), T0 + 1799), 0);
+    assert_int_equal(nanswer, 2);
+    assert_int_equal(ask(ts, WIRE_CMD_LIST, 1, 0, 0, LOOPBACK(9), T0 + 1800), 0);
+    assert_int_equal(nanswer, 1);
+    assert_true(answer_has(LOOPBACK(2), 7002));
+    /* re-subscribing renews */
+    ask(ts, WIRE_CMD_SUBSCRIBE, 1, LOOPBACK(2), 7002, LOOPBACK(2), T0 + 2700);
+    assert_int_equal(ask(ts, WIRE_CMD_LIST, 1, 0, 0, LOOPBACK(9), T0 + 4000), 0);
+    assert_int_equal(nanswer, 1);
+    assert_int_equal(ask(ts, WIRE_CMD_LIST, 1, 0, 0, LOOPBACK(9), T0 + 4500), 0);
+    assert_int_equal(nanswer, 0);
+    tracker_state_free(ts);
+}
+
+static void answer_capped_shuffled_good_first(void **state)
+{
+    (void)state;
+    struct tracker_config cfg = {.seed = 7};
+    struct tracker_state *ts = tracker_state_new(&cfg);
+    tracker_state_vouch(ts, LOOPBACK(200));
+    tracker_state_vouch(ts, LOOPBACK(201));
+    for (uint32_t i = 1; i <= 50; i++)
+        assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, LOOPBACK(i), 7000, LOOPBACK(i), T0), 0);
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, LOOPBACK(200), 7000, LOOPBACK(200), T0), 0);
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, LOOPBACK(201), 7000, LOOPBACK(201), T0), 0);
+
+    uint32_t first_order[20];
+    bool differs = false;
+    for (int round = 0; round < 10; round++) {
+        assert_int_equal(ask(ts, WIRE_CMD_LIST, 1, 0, 0, LOOPBACK(250), T0 + 1), 0);
+        assert_int_equal(nanswer, 20);
+        assert_int_equal(answer[0].good + answer[1].good, 2);   /* vouched-for first */
+        for (size_t i = 2; i < nanswer; i++)
+            assert_int_equal(answer[i].good, 0);
+        if (round == 0)
+            for (size_t i = 0; i < 20; i++)
+                first_order[i] = answer[i].ip;
+        else
+            for (size_t i = 2; i < 20; i++)
+                differs |= answer[i].ip != first_order[i];
+    }
+    assert_true(differs);   /* shuffled: ten identical picks of 18 from 50 do not happen */
+    tracker_state_free(ts);
+}
+
+static void max_answer_configurable(void **state)
+{
+    (void)state;
+    struct tracker_config cfg = {.seed = 1, .max_answer = 3};
+    struct tracker_state *ts = tracker_state_new(&cfg);
+    for (uint32_t i = 1; i <= 10; i++)
+        ask(ts, WIRE_CMD_SUBSCRIBE, 1, LOOPBACK(i), 7000, LOOPBACK(i), T0);
+    assert_int_equal(ask(ts, WIRE_CMD_LIST, 1, 0, 0, LOOPBACK(99), T0), 0);
+    assert_int_equal(nanswer, 3);
+    tracker_state_free(ts);
+}
+
+static void allow_list(void **state)
+{
+    (void)state;
+    struct tracker_config cfg = {.seed = 1};
+    struct tracker_state *ts = tracker_state_new(&cfg);
+    uint8_t h[CASCADE_HASH_LEN];
+    hash_of(5, h);
+    assert_int_equal(tracker_state_allow(ts, h), 0);
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 5, LOOPBACK(1), 7001, LOOPBACK(1), T0), 0);
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 6, LOOPBACK(1), 7001, LOOPBACK(1), T0), -1);
+    assert_non_null(strstr(err, "not tracked"));
+    assert_int_equal(ask(ts, WIRE_CMD_LIST, 6, 0, 0, LOOPBACK(1), T0), -1);
+    assert_int_equal(tracker_state_hash_count(ts), 1);
+    tracker_state_free(ts);
+}
+
+static void zero_ip_becomes_source(void **state)
+{
+    (void)state;
+    struct tracker_config cfg = {.seed = 1};
+    struct tracker_state *ts = tracker_state_new(&cfg);
+    uint32_t source = 0xc0a80105;   /* an address value only, no traffic */
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, 0, 7001, source, T0), 0);
+    assert_int_equal(ask(ts, WIRE_CMD_LIST, 1, 0, 0, LOOPBACK(9), T0), 0);
+    assert_int_equal(nanswer, 1);
+    assert_int_equal(answer[0].ip, source);
+    assert_int_equal(answer[0].port, 7001);
+    /* and the requester (after substitution) is left out of its own answer */
+    assert_int_equal(ask(ts, WIRE_CMD_LIST, 1, 0, 7001, source, T0), 0);
+    assert_int_equal(nanswer, 0);
+    tracker_state_free(ts);
+}
+
+static void vouching_cannot_be_borrowed(void **state)
+{
+    (void)state;
+    struct tracker_config cfg = {.seed = 1};
+    struct tracker_state *ts = tracker_state_new(&cfg);
+    uint32_t good = 0x0a000001, other = 0x0a000002;   /* address values only */
+    tracker_state_vouch(ts, good);
+    /* someone else announcing the vouched-for address is refused */
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, good, 7001, other, T0), -1);
+    assert_non_null(strstr(err, "not the connection's source"));
+    uint8_t h[CASCADE_HASH_LEN];
+    hash_of(1, h);
+    assert_int_equal(tracker_state_peer_count(ts, h, T0), 0);
+    /* the vouched-for host itself gets the flag */
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, good, 7001, good, T0), 0);
+    assert_int_equal(ask(ts, WIRE_CMD_LIST, 1, 0, 0, other, T0), 0);
+    assert_int_equal(nanswer, 1);
+    assert_int_equal(answer[0].good, 1);
+    /* loopback may announce another loopback address (tests), but is not
+     * vouched for unless it announces its own */
+    tracker_state_vouch(ts, LOOPBACK(5));
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, LOOPBACK(5), 7005, LOOPBACK(1), T0), 0);
+    assert_int_equal(ask(ts, WIRE_CMD_LIST, 1, 0, 0, other, T0), 0);
+    for (size_t i = 0; i < nanswer; i++)
+        if (answer[i].ip == LOOPBACK(5))
+            assert_int_equal(answer[i].good, 0);
+    tracker_state_free(ts);
+}
+
+static void memory_bounded_under_flood(void **state)
+{
+    (void)state;
+    struct tracker_config cfg = {.seed = 1, .max_hashes = 1000, .max_peers_per_hash = 50};
+    struct tracker_state *ts = tracker_state_new(&cfg);
+    struct wire_tracker_request req = {.command = WIRE_CMD_SUBSCRIBE,
+                                       .ip = LOOPBACK(1), .port = 1};
+    uint64_t x = 88172645463325252ull;
+    for (uint32_t i = 0; i < 100000; i++) {
+        for (size_t k = 0; k < CASCADE_HASH_LEN; k += 8) {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            memcpy(req.hash + k, &x, 8);
+        }
+        assert_int_equal(tracker_state_handle(ts, &req, LOOPBACK(1), T0 + i, answer, &nanswer,
+                                              err, sizeof err), 0);
+        assert_true(tracker_state_hash_count(ts) <= 1000);
+    }
+    assert_int_equal(tracker_state_hash_count(ts), 1000);
+    /* one hash flooded with peers keeps only the newest max_peers_per_hash */
+    for (uint32_t i = 0; i < 5000; i++)
+        ask(ts, WIRE_CMD_SUBSCRIBE, 1, LOOPBACK(1 + i % 250), (uint16_t)(1 + i), LOOPBACK(1),
+            T0 + 200000 + i);
+    uint8_t h[CASCADE_HASH_LEN];
+    hash_of(1, h);
+    assert_int_equal(tracker_state_peer_count(ts, h, T0 + 205000), 50);
+    tracker_state_free(ts);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(subscribe_then_list),
+        cmocka_unit_test(peers_expire),
+        cmocka_unit_test(answer_capped_shuffled_good_first),
+        cmocka_unit_test(max_answer_configurable),
+        cmocka_unit_test(allow_list),
+        cmocka_unit_test(zero_ip_becomes_source),
+        cmocka_unit_test(vouching_cannot_be_borrowed),
+        cmocka_unit_test(memory_bounded_under_flood),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
