@@ -162,10 +162,12 @@ unmount_fs "$M" "$MOUNT_PID"
 if [ -x "$BAD_PEER" ]; then
     for mode in wrong-hash stall; do
         "$BAD_PEER" --mode "$mode" --tracker "$TRACKER_ADDR" --listen 127.0.0.1:0 \
-            "$T/alone/lonely.cascade" >"$T/bad-$mode.out" 2>&1 &
+            --cascade "$T/alone/lonely.cascade" --data "$T/alone/lonely" \
+            >"$T/bad-$mode.out" 2>&1 &
         bad=$!
         OUR_PIDS+=($bad)
-        sleep 1
+        wait_for_line "$T/bad-$mode.out" 'listening on' 10 ||
+            die "bad_peer $mode did not start: $(cat "$T/bad-$mode.out")"
         mount_fs "$T/m5-$mode.log" "$M" -o "$OPTS,cache=$T/cache5-$mode,timeout=3" \
             "$T/alone/lonely.cascade" || die "mount with a $mode peer"
         timeout 60 cat "$M/lonely" >"$T/got" 2>"$T/got.err"
