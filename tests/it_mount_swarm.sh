@@ -44,9 +44,10 @@ unmount_fs "$B" "$B_PID"
 
 # ---- `cascade get` from A alone ----
 timeout 120 "$CASCADE" get "$SRC/film.cascade" -o "$T/film.got" -t "$TRACKER_ADDR" \
-    --cache "$T/cache-get" --timeout 60 -q >"$T/get.out" 2>&1 &&
-    cmp -s "$T/film.got" "$SRC/film" && ok "cascade get from A" ||
-    fail "cascade get from A: $(tail -3 "$T/get.out")"
+    --cache "$T/cache-get" --timeout 60 -q >"$T/get.out" 2>&1
+rc=$?
+[ $rc = 0 ] && cmp -s "$T/film.got" "$SRC/film" && ok "cascade get from A" ||
+    fail "cascade get from A: exit $rc: $(tail -3 "$T/get.out")"
 
 unmount_fs "$A" "$A_PID"
 [ "$failures" = 0 ] || { echo "$failures failure(s)"; exit 1; }
