@@ -148,6 +148,24 @@ mount_fs "$T/m3b.log" "$M" -o "$OPTS,cache=$T/cache3" "$SRC/big1m.cascade" || di
     fail "after kill -9: sha256 differs"
 unmount_fs "$M" "$MOUNT_PID"
 
+# ---- -o fill fetches everything in the background; -o data uses a local file ----
+mount_fs "$T/m6.log" "$M" -o "$OPTS,cache=$T/cache6,fill" "$SRC/mid64k.cascade" || die "mount fill"
+total=$(xattr "$M/mid64k" blocks_total)
+for i in $(seq 300); do
+    [ "$(xattr "$M/mid64k" blocks_held)" = "$total" ] && break
+    sleep 0.1
+done
+[ "$(xattr "$M/mid64k" blocks_held)" = "$total" ] && ok "fill fetched all $total blocks unread" ||
+    fail "fill: $(xattr "$M/mid64k" blocks_held) of $total blocks after 30 s"
+unmount_fs "$M" "$MOUNT_PID"
+cp "$SRC/big1m" "$T/local-big1m"
+mount_fs "$T/m7.log" "$M" -o "$OPTS,cache=$T/cache7,data=$T/local-big1m" "$SRC/big1m.cascade" ||
+    die "mount data="
+[ "$(xattr "$M/big1m" blocks_held)" = 8 ] && cmp -s "$M/big1m" "$SRC/big1m" &&
+    [ "$(xattr "$M/big1m" bytes_fetched)" = 0 ] && ok "data= file adopted, nothing fetched" ||
+    fail "data=: held $(xattr "$M/big1m" blocks_held), fetched $(xattr "$M/big1m" bytes_fetched)"
+unmount_fs "$M" "$MOUNT_PID"
+
 # ---- no peer has the file: EIO after the timeout, no hang ----
 mount_fs "$T/m4.log" "$M" -o "$OPTS,cache=$T/cache4,timeout=3" "$T/alone/lonely.cascade" ||
     die "mount lonely"
