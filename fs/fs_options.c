@@ -2,8 +2,10 @@
 #define FUSE_USE_VERSION 31
 #include "fs/fs_options.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cascade/util.h"
 #include "net/sock.h"
@@ -113,8 +115,34 @@ static int parse_addresses(struct fs_options *opts, char *err, size_t errlen)
     return 0;
 }
 
+/* In the background the process works from "/": make a relative path
+ * absolute while the caller's working folder is still ours. */
+static int make_absolute(char **path, char *err, size_t errlen)
+{
+    if (!*path || (*path)[0] == '/')
+        return 0;
+    char cwd[4096];
+    if (!getcwd(cwd, sizeof cwd)) {
+        cascade_errf(err, errlen, "cannot resolve %s: %s", *path, strerror(errno));
+        return -1;
+    }
+    size_t len = strlen(cwd) + strlen(*path) + 2;
+    char *abs = malloc(len);
+    if (!abs) {
+        cascade_errf(err, errlen, "out of memory");
+        return -1;
+    }
+    snprintf(abs, len, "%s/%s", cwd, *path);
+    free(*path);
+    *path = abs;
+    return 0;
+}
+
 static int check_options(struct fs_options *opts, char *err, size_t errlen)
 {
+    if (make_absolute(&opts->cache, err, errlen) != 0 ||
+        make_absolute(&opts->data, err, errlen) != 0)
+        return -1;
     if (opts->n_positionals < 2) {
         cascade_errf(err, errlen, "need at least one .cascade file (or a folder) and a mount point");
         return -1;
