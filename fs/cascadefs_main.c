@@ -4,6 +4,9 @@
  *   cascadefs -f -o tracker=127.0.0.1:8888 dir/ /mnt/x
  *   fusermount3 -u /mnt/x                        # or SIGTERM
  *
+ * From /etc/fstab (mount.fuse3 runs `cascadefs SOURCE MOUNTPOINT -o OPTS`):
+ *   /srv/x.cascade  /mnt/x  fuse.cascadefs  ro,tracker=127.0.0.1:8888,allow_other  0 0
+ *
  * The order matters, so main() sets up in steps and tears down through one
  * cleanup ladder:
  *   1. parse options and load every .cascade file (bad input: exit 2,
