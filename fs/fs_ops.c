@@ -24,12 +24,36 @@
 /* What the kernel may ask per request and read ahead by itself. */
 #define FS_MAX_IO (1u << 20)
 
+/* After a read timed out on a block, the kernel at once asks again for the
+ * page it could not fill; for this long, a wait on that same block fails at
+ * once instead of making the reader wait a second full timeout. */
+#define FS_RETRY_GRACE_MS 1000
+
 /* One open file. */
 struct fs_handle {
     struct fs_file *file;
-    pthread_mutex_t lock;        /* guards ra */
+    pthread_mutex_t lock;        /* guards ra, failed_block, failed_until_ms */
     struct fs_readahead ra;
+    uint64_t failed_block;       /* last block a read gave up on */
+    uint64_t failed_until_ms;    /* 0: none */
 };
+
+static bool recently_failed(struct fs_handle *h, uint64_t b)
+{
+    pthread_mutex_lock(&h->lock);
+    bool failed = h->failed_until_ms && h->failed_block == b &&
+                  cascade_now_ms() < h->failed_until_ms;
+    pthread_mutex_unlock(&h->lock);
+    return failed;
+}
+
+static void note_failure(struct fs_handle *h, uint64_t b)
+{
+    pthread_mutex_lock(&h->lock);
+    h->failed_block = b;
+    h->failed_until_ms = cascade_now_ms() + FS_RETRY_GRACE_MS;
+    pthread_mutex_unlock(&h->lock);
+}
 
 static struct fs_mount *current_mount(void)
 {
@@ -232,9 +256,10 @@ static void read_ahead(struct fs_handle *h, uint64_t off, uint64_t len)
 
 /* Copy the part of block b inside [off, off+len) into buf, waiting for the
  * block until deadline_ms. 0 or a negative errno. */
-static int read_block(struct fs_mount *m, struct fs_file *f, uint64_t b, uint64_t off,
+static int read_block(struct fs_mount *m, struct fs_handle *h, uint64_t b, uint64_t off,
                       uint64_t len, char *buf, uint64_t deadline_ms)
 {
+    struct fs_file *f = h->file;
     uint64_t bstart = b * f->meta.block_size;
     uint64_t from = off > bstart ? off : bstart;
     uint64_t bend = bstart + cascade_meta_block_len(&f->meta, b);
@@ -248,6 +273,8 @@ static int read_block(struct fs_mount *m, struct fs_file *f, uint64_t b, uint64_
                       (unsigned long long)b, rc);
             return -EIO;
         }
+        if (recently_failed(h, b))
+            return -EIO;
         uint64_t now = cascade_now_ms();
         int left = now < deadline_ms ? (int)(deadline_ms - now) : 0;
         rc = fetcher_wait(f->fetcher, b, left);
@@ -255,6 +282,7 @@ static int read_block(struct fs_mount *m, struct fs_file *f, uint64_t b, uint64_
             log_warn("%s: block %llu not received within %d ms: %s", f->meta.name,
                      (unsigned long long)b, m->timeout_ms,
                      rc == -ETIMEDOUT ? "no peer delivered it" : "shutting down");
+            note_failure(h, b);
             return -EIO;
         }
     }
@@ -282,7 +310,7 @@ static int fs_read(const char *path, char *buf, size_t size, off_t off,
     /* One deadline for the whole read: a read of many blocks still ends. */
     uint64_t deadline = cascade_now_ms() + (uint64_t)m->timeout_ms;
     for (uint64_t b = b0; b <= b1; b++) {
-        int rc = read_block(m, f, b, (uint64_t)off, len, buf, deadline);
+        int rc = read_block(m, h, b, (uint64_t)off, len, buf, deadline);
         if (rc < 0)
             return rc;
     }
