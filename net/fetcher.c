@@ -52,6 +52,7 @@
 #define FETCHER_TICK_MS 100
 #define FETCHER_IDLE_TICK_MS 500
 #define FETCHER_URGENT_EXTRA 2             /* urgent requests allowed past the depth */
+#define FETCHER_ENDGAME_BLOCKS 1024        /* at most this many missing: endgame */
 #define FETCHER_POOL_MAX 24                /* recycled block buffers kept */
 #define FETCHER_POOL_BLOCK_MAX (16u << 20) /* bigger blocks are not recycled */
 
@@ -95,6 +96,7 @@ struct fetcher {
     uint8_t *done;               /* held (bitmap) */
     uint64_t held_count;
     uint64_t wanted_missing;     /* wanted and not held */
+    uint64_t low_missing;        /* no block below this is missing (a hint) */
     uint64_t cursor[FETCH_URGENT + 1];
     uint64_t stale[FETCHER_STALE_MAX];
     size_t n_stale;
@@ -277,6 +279,8 @@ static void block_landed(struct fetcher *f, uint64_t idx, size_t len)
         return;
     bit_set(f->done, idx);
     f->held_count++;
+    while (f->low_missing < f->meta->block_count && bit_get(f->done, f->low_missing))
+        f->low_missing++;
     if (f->prio[idx] != FETCH_NONE)
         f->wanted_missing--;
     f->stats.bytes_fetched += len;
@@ -356,6 +360,23 @@ static uint64_t pick_block(struct fetcher *f, struct fetch_peer *p, uint64_t now
                 continue;
             return idx;
         }
+    }
+    return UINT64_MAX;
+}
+
+/* Endgame: the few blocks still missing are all in flight; rather than let
+ * a slow or stalled peer hold the last ones, ask p too (at most two
+ * requests per block). UINT64_MAX when there is none to double. */
+static uint64_t pick_endgame(struct fetcher *f, struct fetch_peer *p, uint64_t now)
+{
+    if (f->wanted_missing == 0 || f->wanted_missing > FETCHER_ENDGAME_BLOCKS)
+        return UINT64_MAX;
+    uint64_t n = f->meta->block_count, end = f->low_missing + FETCHER_SCAN_LIMIT;
+    for (uint64_t idx = f->low_missing; idx < n && idx < end; idx++) {
+        if (bit_get(f->done, idx) || f->prio[idx] == FETCH_NONE)
+            continue;
+        if (f->inflight[idx] == 1 && !peer_lacks(f, p, idx, now) && !conn_has(&p->conn, idx))
+            return idx;
     }
     return UINT64_MAX;
 }
@@ -446,6 +467,8 @@ static void peer_refill(struct fetcher *f, struct fetch_peer *p, uint64_t now, d
         if (busy >= depth + FETCHER_URGENT_EXTRA)
             return;
         uint64_t idx = pick_block(f, p, now, min_prio);
+        if (idx == UINT64_MAX && busy < depth)
+            idx = pick_endgame(f, p, now);
         if (idx == UINT64_MAX)
             return;
         if (peer_conn_queue_request(&p->conn, idx, f->meta->cascade_hash) < 0) {
@@ -694,6 +717,7 @@ static void fetcher_poll_once(struct fetcher *f, struct pollfd *pfd, size_t *idx
     pthread_mutex_lock(&f->lock);
     bool full = put_queue_full(f);
     size_t npeers = f->n_peers;
+    bool buffered = false;   /* answers already read, waiting to be parsed */
     for (size_t i = 0; i < npeers && n < cap; i++) {
         struct fetch_peer *p = f->peers[i];
         if (!p->open)
@@ -701,14 +725,15 @@ static void fetcher_poll_once(struct fetcher *f, struct pollfd *pfd, size_t *idx
         short ev = peer_conn_wants_write(&p->conn) ? POLLOUT : 0;
         if (p->conn.connected && !full)
             ev |= POLLIN;
+        buffered |= !full && peer_conn_has_buffered(&p->conn);
         idx[n] = i;
         pfd[n++] = (struct pollfd){.fd = p->conn.fd, .events = ev};
     }
     pthread_mutex_unlock(&f->lock);
 
     /* Idle (no connection): only wants, peers and backoffs can change things. */
-    int r = poll(pfd, n, n > 1 ? FETCHER_TICK_MS : FETCHER_IDLE_TICK_MS);
-    if (r <= 0)
+    int r = poll(pfd, n, buffered ? 0 : n > 1 ? FETCHER_TICK_MS : FETCHER_IDLE_TICK_MS);
+    if (r < 0)
         return;
     if (pfd[0].revents) {
         uint64_t v;
@@ -718,6 +743,8 @@ static void fetcher_poll_once(struct fetcher *f, struct pollfd *pfd, size_t *idx
     for (size_t k = 1; k < n; k++) {
         struct fetch_peer *p = f->peers[idx[k]];
         short re = pfd[k].revents;
+        if (buffered && p->open && p->conn.connected && peer_conn_has_buffered(&p->conn))
+            re |= POLLIN;   /* parse what an earlier read left behind */
         if (!re || !p->open)
             continue;
         if (re & (POLLOUT | POLLERR | POLLHUP))
@@ -837,6 +864,8 @@ static int fetcher_alloc(struct fetcher *f, char *err, size_t errlen)
     cascade_store_held_map(f->st, f->done);
     for (uint64_t i = 0; i < n; i++)
         f->held_count += bit_get(f->done, i);
+    while (f->low_missing < n && bit_get(f->done, f->low_missing))
+        f->low_missing++;
     return 0;
 }
 
@@ -995,11 +1024,11 @@ int fetcher_wait_complete(struct fetcher *f, int timeout_ms, int stall_ms)
         if (f->held_count == f->meta->block_count) { r = 0; break; }
         if (f->stopping) { r = -ECANCELED; break; }
         if (f->store_failed) { r = -EIO; break; }
-        if (now >= deadline) { r = -ETIMEDOUT; break; }
         if (stall_ms >= 0 && now - f->last_useful_ms >= (uint64_t)stall_ms) {
             r = -EHOSTUNREACH;
             break;
         }
+        if (now >= deadline) { r = -ETIMEDOUT; break; }
         uint64_t wait = deadline - now;
         if (wait > 250)
             wait = 250;   /* re-check the stall clock */

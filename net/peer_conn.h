@@ -107,6 +107,13 @@ static inline bool peer_conn_wants_write(const struct peer_conn *pc)
 int peer_conn_read_answer(struct peer_conn *pc, uint64_t (*expected_len)(void *, uint64_t),
                           void *ctx, struct peer_answer *ans, char *err, size_t errlen);
 
+/* Bytes already read from the socket but not parsed yet: the caller must
+ * call peer_conn_read_answer again even if the socket is not readable. */
+static inline bool peer_conn_has_buffered(const struct peer_conn *pc)
+{
+    return pc->in_off < pc->in_len;
+}
+
 /* The block at the head of the FIFO (the next one to be answered). */
 static inline uint64_t peer_conn_head(const struct peer_conn *pc)
 {
