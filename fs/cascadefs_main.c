@@ -83,7 +83,8 @@ static int daemon_wait(int fd)
     return (unsigned char)buf[0];
 }
 
-/* The parent stays only to pass on the child's exit code (one byte). */
+/* Go to the background: the parent waits for the child's verdict and exits
+ * with it; the child carries on in a session of its own, working from "/". */
 static int daemon_fork(struct daemon_link *link)
 {
     int fds[2];
