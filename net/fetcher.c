@@ -53,6 +53,7 @@
 #define FETCHER_IDLE_TICK_MS 500
 #define FETCHER_URGENT_EXTRA 2             /* urgent requests allowed past the depth */
 #define FETCHER_ENDGAME_BLOCKS 1024        /* at most this many missing: endgame */
+#define FETCHER_URGENT_STUCK_MS 1500       /* urgent blocks behind a head this old go elsewhere too */
 #define FETCHER_POOL_MAX 24                /* recycled block buffers kept */
 #define FETCHER_POOL_BLOCK_MAX (16u << 20) /* bigger blocks are not recycled */
 
@@ -322,7 +323,7 @@ static bool conn_has(const struct peer_conn *pc, uint64_t idx)
 }
 
 /* A stuck block another peer may ask for again, or UINT64_MAX. */
-static uint64_t pick_stale(struct fetcher *f, struct fetch_peer *p, uint64_t now)
+static uint64_t pick_stale(struct fetcher *f, struct fetch_peer *p, uint64_t now, int min_prio)
 {
     for (size_t i = 0; i < f->n_stale; i++) {
         uint64_t idx = f->stale[i];
@@ -330,7 +331,7 @@ static uint64_t pick_stale(struct fetcher *f, struct fetch_peer *p, uint64_t now
             f->stale[i--] = f->stale[--f->n_stale];
             continue;
         }
-        if (conn_has(&p->conn, idx) || peer_lacks(f, p, idx, now))
+        if (f->prio[idx] < min_prio || conn_has(&p->conn, idx) || peer_lacks(f, p, idx, now))
             continue;
         f->stale[i] = f->stale[--f->n_stale];
         return idx;
@@ -348,7 +349,7 @@ static bool block_skippable(const struct fetcher *f, uint64_t idx, int prio)
 static uint64_t pick_block(struct fetcher *f, struct fetch_peer *p, uint64_t now, int min_prio)
 {
     uint64_t n = f->meta->block_count;
-    uint64_t idx = min_prio <= FETCH_BACKGROUND ? pick_stale(f, p, now) : UINT64_MAX;
+    uint64_t idx = pick_stale(f, p, now, min_prio);
     if (idx != UINT64_MAX)
         return idx;
     for (int prio = FETCH_URGENT; prio >= min_prio; prio--) {
@@ -518,6 +519,35 @@ static bool fetcher_connect_more(struct fetcher *f, uint64_t now)
     return usable;
 }
 
+/* Let another peer ask for idx too (it stays in flight here). */
+static void mark_stale(struct fetcher *f, uint64_t idx)
+{
+    if (f->inflight[idx] >= 2 || bit_get(f->done, idx) || f->n_stale >= FETCHER_STALE_MAX)
+        return;
+    for (size_t k = 0; k < f->n_stale; k++)
+        if (f->stale[k] == idx)
+            return;
+    f->stale[f->n_stale++] = idx;
+}
+
+/* A connection whose head has waited long: its head may go elsewhere after
+ * request_timeout, and the urgent blocks queued on it (a reader waits for
+ * them) much sooner. */
+static void conn_mark_stale(struct fetcher *f, struct fetch_peer *p, uint64_t now)
+{
+    const struct peer_conn *pc = &p->conn;
+    uint64_t waited = now - pc->head_since_ms;
+    if (waited > (uint64_t)f->request_timeout_ms)
+        mark_stale(f, peer_conn_head(pc));
+    if (waited <= FETCHER_URGENT_STUCK_MS)
+        return;
+    for (size_t i = 0; i < pc->inflight_count; i++) {
+        uint64_t idx = pc->inflight[(pc->inflight_head + i) % pc->inflight_cap];
+        if (f->prio[idx] == FETCH_URGENT)
+            mark_stale(f, idx);
+    }
+}
+
 /* Timeouts: stuck connects, silent peers, slow heads. */
 static void fetcher_check_timeouts(struct fetcher *f, uint64_t now)
 {
@@ -536,15 +566,7 @@ static void fetcher_check_timeouts(struct fetcher *f, uint64_t now)
             peer_disconnect(f, p, PEER_BACKOFF, "no answer in time");
             continue;
         }
-        uint64_t head = peer_conn_head(&p->conn);
-        if (now - p->conn.head_since_ms > (uint64_t)f->request_timeout_ms &&
-            f->inflight[head] < 2 && !bit_get(f->done, head) && f->n_stale < FETCHER_STALE_MAX) {
-            bool listed = false;
-            for (size_t k = 0; k < f->n_stale; k++)
-                listed |= f->stale[k] == head;
-            if (!listed)
-                f->stale[f->n_stale++] = head;
-        }
+        conn_mark_stale(f, p, now);
     }
 }
 
@@ -1061,8 +1083,6 @@ void fetcher_stop(struct fetcher *f)
 {
     if (!f)
         return;
-    announcer_stop(f->announcer);   /* first: its callback takes our lock */
-    f->announcer = NULL;
     pthread_mutex_lock(&f->lock);
     f->stopping = true;
     pthread_cond_broadcast(&f->landed);
@@ -1074,6 +1094,10 @@ void fetcher_stop(struct fetcher *f)
         pthread_join(f->loop_thread, NULL);
     for (int i = 0; i < f->n_workers; i++)
         pthread_join(f->workers[i], NULL);
+    /* After the loop (which asks it for peers); its callback only takes our
+     * lock, so it cannot be waiting for us. */
+    announcer_stop(f->announcer);
+    f->announcer = NULL;
     while (f->put_head) {
         struct put_item *it = f->put_head;
         f->put_head = it->next;
