@@ -79,6 +79,8 @@ static int allow_cascade_file(struct tracker_state *ts, const char *path)
     }
     int rc = tracker_state_allow(ts, m.cascade_hash);
     cascade_meta_free(&m);
+    if (rc < 0)
+        fprintf(stderr, "cascade-tracker: --allow %s: out of memory\n", path);
     return rc;
 }
 
@@ -125,8 +127,10 @@ static int allow_hash_list(struct tracker_state *ts, const char *path, FILE *f)
                     "got '%.80s'\n", path, lineno, s);
             return -1;
         }
-        if (tracker_state_allow(ts, hash) < 0)
+        if (tracker_state_allow(ts, hash) < 0) {
+            fprintf(stderr, "cascade-tracker: --allow %s: out of memory\n", path);
             return -1;
+        }
     }
     return 0;
 }
@@ -323,6 +327,12 @@ static int parse_count(const char *opt, const char *s, uint64_t max, uint64_t *o
     return 0;
 }
 
+static int too_many(const char *opt)
+{
+    fprintf(stderr, "cascade-tracker: %s given more than 64 times\n", opt);
+    return 2;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -342,8 +352,10 @@ int main(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "l:a:g:e:m:vqh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'l': listen_spec = optarg; break;
-        case 'a': if (nallow < 64) allow[nallow++] = optarg; break;
-        case 'g': if (ngood < 64) good[ngood++] = optarg; break;
+        case 'a': if (nallow == 64) return too_many("--allow");
+                  allow[nallow++] = optarg; break;
+        case 'g': if (ngood == 64) return too_many("--good");
+                  good[ngood++] = optarg; break;
         case 'e': if (parse_count("--expiry", optarg, 86400 * 365, &v) < 0) return 2;
                   cfg.expiry_s = (uint32_t)v; break;
         case 'm': if (parse_count("--max-peers", optarg, WIRE_MAX_TRACKER_PEERS, &v) < 0) return 2;
@@ -380,13 +392,22 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < nallow; i++)
         if (allow_path(t.state, allow[i]) < 0)
             goto out_state;
+    /* An allow-list that names nothing must not mean "track anything". */
+    if (nallow && !tracker_state_allowed_count(t.state)) {
+        fprintf(stderr, "cascade-tracker: --allow: no cascade hashes found\n");
+        goto out_state;
+    }
     for (size_t i = 0; i < ngood; i++) {
         struct in_addr ip;
         if (inet_pton(AF_INET, good[i], &ip) != 1) {
             fprintf(stderr, "cascade-tracker: --good %s: expected an IPv4 address\n", good[i]);
             goto out_state;
         }
-        tracker_state_vouch(t.state, ntohl(ip.s_addr));
+        if (tracker_state_vouch(t.state, ntohl(ip.s_addr)) < 0) {
+            fprintf(stderr, "cascade-tracker: out of memory\n");
+            rc = 1;
+            goto out_state;
+        }
     }
 
     rc = 1;

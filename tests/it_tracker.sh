@@ -78,4 +78,19 @@ rc=0; "$bin" --expiry nope >/dev/null 2>&1 || rc=$?
 rc=0; "$bin" --allow "$CASCADE_VECTORS/bad-magic.cascade" --listen 127.0.0.1:0 \
     >/dev/null 2>"$work/e" || rc=$?
 [ "$rc" -eq 2 ] || fail "bad --allow file gave $rc"
+mkdir "$work/empty"
+rc=0; timeout 10 "$bin" --allow "$work/empty" --listen 127.0.0.1:0 >/dev/null 2>&1 || rc=$?
+[ "$rc" -eq 2 ] || fail "--allow of an empty folder gave $rc (must not track everything)"
+
+echo "== --allow of a hash list (comments, blank lines)"
+printf '# allowed\n\n%s  # spec\n' "$other" > "$work/hashes"
+start_tracker --allow "$work/hashes"
+out=$($client "$tport" 1 "$other" 0.0.0.0 0)
+[ "$out" = "peers " ] || fail "listed hash: $out"
+out=$($client "$tport" 1 "$hash" 0.0.0.0 0)
+case "$out" in "error 1 "*"not tracked"*) ;; *) fail "hash not in list: $out" ;; esac
+kill -TERM "$tpid"; wait "$tpid" || true
+printf 'nothex\n' > "$work/badhashes"
+rc=0; timeout 10 "$bin" --allow "$work/badhashes" --listen 127.0.0.1:0 >/dev/null 2>"$work/e" || rc=$?
+[ "$rc" -eq 2 ] && grep -q "line 1" "$work/e" || fail "bad hash list gave $rc: $(cat "$work/e")"
 echo "all tracker checks passed"
