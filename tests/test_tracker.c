@@ -7,7 +7,12 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <pthread.h>
+#include <unistd.h>
+
 #include "cascade/util.h"
+#include "net/sock.h"
+#include "net/tracker_client.h"
 #include "net/tracker_state.h"
 
 #define LOOPBACK(n) (0x7f000000u | (n))
@@ -222,6 +227,152 @@ static void memory_bounded_under_flood(void **state)
     tracker_state_free(ts);
 }
 
+/* ---- tracker_client against a canned tracker on 127.0.0.1 ----------- */
+
+struct canned {
+    int listen_fd;
+    const uint8_t *reply;
+    size_t reply_len;
+    uint8_t request[WIRE_TRACKER_REQUEST_LEN];
+};
+
+/* Accepts one connection, reads the request, sends the reply, hangs up. */
+static void *canned_tracker(void *arg)
+{
+    struct canned *c = arg;
+    char e[CASCADE_ERRLEN];
+    int fd = accept(c->listen_fd, NULL, NULL);
+    if (fd >= 0) {
+        if (sock_read_full(fd, c->request, sizeof c->request, 5000, e, sizeof e) == 0)
+            sock_write_full(fd, c->reply, c->reply_len, 5000, e, sizeof e);
+        close(fd);
+    }
+    return NULL;
+}
+
+/* One tracker_query (subscribe 127.0.0.1:7001) answered with reply. */
+static int query_canned(struct canned *c, const uint8_t *reply, size_t reply_len,
+                        struct wire_peer_record **peers, size_t *npeers,
+                        struct sockaddr_in *local)
+{
+    struct sockaddr_in addr;
+    sock_make_addr(0x7f000001, 0, &addr);
+    c->listen_fd = sock_listen(&addr, 4, err, sizeof err);
+    assert_true(c->listen_fd >= 0);
+    assert_int_equal(sock_local_addr(c->listen_fd, &addr), 0);
+    c->reply = reply;
+    c->reply_len = reply_len;
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, canned_tracker, c), 0);
+    uint8_t h[CASCADE_HASH_LEN];
+    hash_of(7, h);
+    err[0] = '\0';
+    int rc = tracker_query(&addr, WIRE_CMD_SUBSCRIBE, h, 0x7f000001, 7001, 5000,
+                           peers, npeers, local, err, sizeof err);
+    pthread_join(th, NULL);
+    close(c->listen_fd);
+    return rc;
+}
+
+static void client_reads_peer_list(void **state)
+{
+    (void)state;
+    uint8_t reply[5 + 2 * WIRE_PEER_RECORD_LEN];
+    wire_encode_tracker_answer_header(0, 2 * WIRE_PEER_RECORD_LEN, reply);
+    struct wire_peer_record r0 = {LOOPBACK(2), 7002, T0, 1}, r1 = {LOOPBACK(3), 7003, T0 + 1, 0};
+    wire_encode_peer_record(&r0, reply + 5);
+    wire_encode_peer_record(&r1, reply + 5 + WIRE_PEER_RECORD_LEN);
+    struct canned c;
+    struct wire_peer_record *peers;
+    size_t n;
+    struct sockaddr_in local = {0};
+    assert_int_equal(query_canned(&c, reply, sizeof reply, &peers, &n, &local), TRACKER_QUERY_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(peers[0].ip, LOOPBACK(2));
+    assert_int_equal(peers[0].port, 7002);
+    assert_int_equal(peers[0].good, 1);
+    assert_int_equal(peers[1].last_seen, T0 + 1);
+    free(peers);
+    assert_int_not_equal(local.sin_port, 0);
+
+    struct wire_tracker_request req;
+    assert_int_equal(wire_decode_tracker_request(c.request, &req, err, sizeof err), 0);
+    assert_int_equal(req.command, WIRE_CMD_SUBSCRIBE);
+    assert_int_equal(req.ip, 0x7f000001);
+    assert_int_equal(req.port, 7001);
+
+    /* An empty list is fine and allocates nothing. */
+    wire_encode_tracker_answer_header(0, 0, reply);
+    assert_int_equal(query_canned(&c, reply, 5, &peers, &n, NULL), TRACKER_QUERY_OK);
+    assert_int_equal(n, 0);
+    assert_null(peers);
+}
+
+static void client_reports_refusal(void **state)
+{
+    (void)state;
+    struct canned c;
+    struct wire_peer_record *peers;
+    size_t n;
+    uint8_t reply[5 + 9];
+    wire_encode_tracker_answer_header(1, 9, reply);
+    memcpy(reply + 5, "no\nthanks", 9);
+    assert_int_equal(query_canned(&c, reply, sizeof reply, &peers, &n, NULL),
+                     TRACKER_QUERY_EREFUSED);
+    assert_non_null(strstr(err, "no thanks"));   /* control bytes flattened */
+    assert_null(peers);
+
+    /* A message claimed to be 1 GB: the client reads only its cap. */
+    static uint8_t big[5 + WIRE_MAX_ERROR_MESSAGE];
+    wire_encode_tracker_answer_header(2, 1u << 30, big);
+    memset(big + 5, 'x', WIRE_MAX_ERROR_MESSAGE);
+    assert_int_equal(query_canned(&c, big, sizeof big, &peers, &n, NULL),
+                     TRACKER_QUERY_EREFUSED);
+    assert_non_null(strstr(err, "refused"));
+}
+
+static void client_rejects_garbage_lengths(void **state)
+{
+    (void)state;
+    struct canned c;
+    struct wire_peer_record *peers;
+    size_t n;
+    uint8_t reply[5];
+    const uint32_t lens[] = {13, (WIRE_MAX_TRACKER_PEERS + 1) * WIRE_PEER_RECORD_LEN,
+                             0xfffffff0u};
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        wire_encode_tracker_answer_header(0, lens[i], reply);
+        assert_int_equal(query_canned(&c, reply, sizeof reply, &peers, &n, NULL),
+                         TRACKER_QUERY_ENET);
+        assert_non_null(strstr(err, "garbage"));
+        assert_null(peers);
+    }
+    /* A list cut short by the tracker hanging up. */
+    wire_encode_tracker_answer_header(0, 2 * WIRE_PEER_RECORD_LEN, reply);
+    assert_int_equal(query_canned(&c, reply, sizeof reply, &peers, &n, NULL),
+                     TRACKER_QUERY_ENET);
+    assert_non_null(strstr(err, "connection closed"));
+    assert_null(peers);
+}
+
+static void client_connect_refused(void **state)
+{
+    (void)state;
+    struct sockaddr_in addr;
+    sock_make_addr(0x7f000001, 0, &addr);
+    int fd = sock_listen(&addr, 1, err, sizeof err);   /* a port nobody listens on */
+    assert_true(fd >= 0);
+    assert_int_equal(sock_local_addr(fd, &addr), 0);
+    close(fd);
+    uint8_t h[CASCADE_HASH_LEN];
+    hash_of(1, h);
+    struct wire_peer_record *peers;
+    size_t n;
+    assert_int_equal(tracker_query(&addr, WIRE_CMD_LIST, h, 0, 0, 2000, &peers, &n, NULL,
+                                   err, sizeof err), TRACKER_QUERY_ENET);
+    assert_non_null(strstr(err, "connect(127.0.0.1:"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -233,6 +384,10 @@ int main(void)
         cmocka_unit_test(zero_ip_becomes_source),
         cmocka_unit_test(vouching_cannot_be_borrowed),
         cmocka_unit_test(memory_bounded_under_flood),
+        cmocka_unit_test(client_reads_peer_list),
+        cmocka_unit_test(client_reports_refusal),
+        cmocka_unit_test(client_rejects_garbage_lengths),
+        cmocka_unit_test(client_connect_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
