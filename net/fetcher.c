@@ -904,6 +904,25 @@ static void fetcher_apply_defaults(struct fetcher *f)
                             : t > 600000 ? 600000 : (int)t;
 }
 
+/* The announcer first: the loop reads f->announcer, so it must be set
+ * before the loop thread exists. */
+static int fetcher_start_announcer(struct fetcher *f, char *err, size_t errlen)
+{
+    if (f->cfg.tracker.sin_port == 0)
+        return 0;
+    int list_s = f->cfg.tracker_interval_s;
+    struct announcer_config ac = {
+        .tracker = f->cfg.tracker,
+        .subscribe = f->cfg.subscribe,
+        .announce_ip = f->cfg.announce_ip,
+        .announce_port = f->cfg.announce_port,
+        .list_interval_s = list_s,
+        .subscribe_interval_s = list_s > 0 && list_s * 2 < 600 ? list_s * 2 : 600,
+    };
+    memcpy(ac.hash, f->meta->cascade_hash, CASCADE_HASH_LEN);
+    return announcer_start(&ac, on_tracker_peers, f, &f->announcer, err, errlen);
+}
+
 static int fetcher_start_threads(struct fetcher *f, char *err, size_t errlen)
 {
     int rc;
@@ -914,26 +933,13 @@ static int fetcher_start_threads(struct fetcher *f, char *err, size_t errlen)
         }
         f->n_workers++;
     }
+    if (fetcher_start_announcer(f, err, errlen) < 0)
+        return -1;
     if ((rc = pthread_create(&f->loop_thread, NULL, fetcher_loop, f)) != 0) {
         cascade_errf(err, errlen, "pthread_create: %s", strerror(rc));
         return -1;
     }
     f->loop_started = true;
-    if (f->cfg.tracker.sin_port != 0) {
-        struct announcer_config ac = {
-            .tracker = f->cfg.tracker,
-            .subscribe = f->cfg.subscribe,
-            .announce_ip = f->cfg.announce_ip,
-            .announce_port = f->cfg.announce_port,
-            .list_interval_s = f->cfg.tracker_interval_s,
-            .subscribe_interval_s = f->cfg.tracker_interval_s > 0
-                                    ? (f->cfg.tracker_interval_s * 2 < 600
-                                       ? f->cfg.tracker_interval_s * 2 : 600) : 600,
-        };
-        memcpy(ac.hash, f->meta->cascade_hash, CASCADE_HASH_LEN);
-        if (announcer_start(&ac, on_tracker_peers, f, &f->announcer, err, errlen) < 0)
-            return -1;
-    }
     return 0;
 }
 

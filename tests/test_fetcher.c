@@ -298,6 +298,96 @@ static void fake_stop(struct fake_peer *fp)
     pthread_mutex_destroy(&fp->lock);
 }
 
+/* ---- a fake tracker: answers every query with a fixed peer list ---------- */
+
+struct fake_tracker {
+    int listen_fd;
+    struct sockaddr_in addr;
+    struct sockaddr_in peers[4];
+    size_t n_peers;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    bool stop;
+    int lists, subscribes;
+    uint32_t sub_ip;             /* what the last subscribe announced */
+    uint16_t sub_port;
+    uint8_t sub_hash[CASCADE_HASH_LEN];
+};
+
+static void tracker_answer(struct fake_tracker *t, int fd)
+{
+    uint8_t req[WIRE_TRACKER_REQUEST_LEN];
+    char err[CASCADE_ERRLEN];
+    struct wire_tracker_request r;
+    if (sock_read_full(fd, req, sizeof req, 2000, err, sizeof err) < 0 ||
+        wire_decode_tracker_request(req, &r, err, sizeof err) < 0)
+        return;
+    pthread_mutex_lock(&t->lock);
+    if (r.command == WIRE_CMD_SUBSCRIBE) {
+        t->subscribes++;
+        t->sub_ip = r.ip;
+        t->sub_port = r.port;
+        memcpy(t->sub_hash, r.hash, CASCADE_HASH_LEN);
+    } else {
+        t->lists++;
+    }
+    pthread_mutex_unlock(&t->lock);
+    uint8_t ans[WIRE_TRACKER_ANSWER_HEADER_LEN + 4 * WIRE_PEER_RECORD_LEN];
+    wire_encode_tracker_answer_header(0, (uint32_t)(t->n_peers * WIRE_PEER_RECORD_LEN), ans);
+    for (size_t i = 0; i < t->n_peers; i++) {
+        struct wire_peer_record rec = {.ip = ntohl(t->peers[i].sin_addr.s_addr),
+                                       .port = ntohs(t->peers[i].sin_port), .last_seen = 1};
+        wire_encode_peer_record(&rec, ans + WIRE_TRACKER_ANSWER_HEADER_LEN + i * WIRE_PEER_RECORD_LEN);
+    }
+    (void)sock_write_full(fd, ans, WIRE_TRACKER_ANSWER_HEADER_LEN + t->n_peers * WIRE_PEER_RECORD_LEN,
+                          2000, err, sizeof err);
+}
+
+static void *tracker_main(void *arg)
+{
+    struct fake_tracker *t = arg;
+    for (;;) {
+        pthread_mutex_lock(&t->lock);
+        bool stop = t->stop;
+        pthread_mutex_unlock(&t->lock);
+        if (stop)
+            return NULL;
+        struct pollfd pfd = {.fd = t->listen_fd, .events = POLLIN};
+        if (poll(&pfd, 1, 50) <= 0)
+            continue;
+        int fd = accept(t->listen_fd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        tracker_answer(t, fd);
+        close(fd);
+    }
+}
+
+static void tracker_start(struct fake_tracker *t, const struct sockaddr_in *peers, size_t n)
+{
+    memset(t, 0, sizeof *t);
+    memcpy(t->peers, peers, n * sizeof *peers);
+    t->n_peers = n;
+    char err[CASCADE_ERRLEN];
+    struct sockaddr_in a;
+    sock_make_addr(0x7f000001, 0, &a);
+    t->listen_fd = sock_listen(&a, 16, err, sizeof err);
+    assert_true(t->listen_fd >= 0);
+    assert_int_equal(sock_local_addr(t->listen_fd, &t->addr), 0);
+    pthread_mutex_init(&t->lock, NULL);
+    assert_int_equal(pthread_create(&t->thread, NULL, tracker_main, t), 0);
+}
+
+static void tracker_stop(struct fake_tracker *t)
+{
+    pthread_mutex_lock(&t->lock);
+    t->stop = true;
+    pthread_mutex_unlock(&t->lock);
+    pthread_join(t->thread, NULL);
+    close(t->listen_fd);
+    pthread_mutex_destroy(&t->lock);
+}
+
 static struct fetcher *start_fetcher(struct fixture *fx, const struct sockaddr_in *peers,
                                      size_t n, int depth, int request_timeout_ms)
 {
@@ -360,6 +450,50 @@ static void test_fetch_all_from_block_server(void **state)
     (void)state;
     run_fetch_all_from_block_server(3 * 65536 + 1234, 4096);
     run_fetch_all_from_block_server(700 * 1024 + 5, 1024);
+}
+
+/* Peers from a tracker: the fetcher subscribes the file announcing the
+ * address it reaches the tracker from and its own port, skips itself in the
+ * list it gets back, and completes from the other peer. */
+static void test_peers_from_tracker(void **state)
+{
+    (void)state;
+    struct fixture fx;
+    build(&fx, 40 * 1024 + 3, 1024, 10);
+    struct fake_peer self, good;
+    fake_start(&self, &fx, FAKE_GOOD, false);   /* stands in for our own server */
+    fake_start(&good, &fx, FAKE_GOOD, false);
+    struct sockaddr_in listed[2] = {self.addr, good.addr};
+    struct fake_tracker trk;
+    tracker_start(&trk, listed, 2);
+
+    struct fetcher_config cfg = {
+        .tracker = trk.addr,
+        .subscribe = true,
+        .announce_port = ntohs(self.addr.sin_port),
+        .self = self.addr,
+    };
+    struct fetcher *f = NULL;
+    char err[CASCADE_ERRLEN];
+    assert_int_equal(fetcher_start(fx.dst, &cfg, &f, err, sizeof err), 0);
+    fetcher_want_all(f);
+    assert_int_equal(fetcher_wait_complete(f, 60000, 30000), 0);
+    struct fetcher_stats s;
+    fetcher_get_stats(f, &s);
+    fetcher_stop(f);
+    tracker_stop(&trk);
+    fake_stop(&self);
+    fake_stop(&good);
+
+    assert_int_equal(s.peers_known, 1);          /* ourselves left out */
+    assert_int_equal(self.n_log, 0);             /* never asked ourselves */
+    assert_true(good.n_log >= 1);
+    assert_true(trk.subscribes >= 1);
+    assert_int_equal(trk.sub_ip, 0x7f000001);    /* learned from the tracker connection */
+    assert_int_equal(trk.sub_port, ntohs(self.addr.sin_port));
+    assert_memory_equal(trk.sub_hash, fx.meta.cascade_hash, CASCADE_HASH_LEN);
+    assert_dst_matches(&fx);
+    teardown(&fx);
 }
 
 /* With a pipeline of one, an urgent block wanted after the whole file at
@@ -588,6 +722,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fetch_all_from_block_server),
         cmocka_unit_test(test_urgent_jumps_the_queue),
+        cmocka_unit_test(test_peers_from_tracker),
         cmocka_unit_test(test_wrong_hash_peer_is_dropped),
         cmocka_unit_test(test_not_present_and_stall_alone),
         cmocka_unit_test(test_wrong_length_peer_is_dropped),
