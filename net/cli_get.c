@@ -201,7 +201,7 @@ static int get_follow(struct get_run *g, uint8_t digest[CASCADE_HASH_LEN])
         goto out;
     }
     for (uint64_t i = 0; i < m->block_count;) {
-        int r = fetcher_wait(g->f, i, 200);
+        int r = g->f ? fetcher_wait(g->f, i, 200) : 0;   /* no fetcher: all held */
         uint64_t held = cascade_store_held_count(g->st);
         uint64_t bytes = held * m->block_size;
         cascade_progress_update(&pr, bytes < m->size ? bytes : m->size);
@@ -259,6 +259,8 @@ static int get_start(struct get_run *g)
     if (existed && !cascade_store_complete(g->st) &&
         adopt_existing(g->st, "get", g->data_path, g->o->quiet) < 0)
         return CLI_FAIL;
+    if (cascade_store_complete(g->st))
+        return 0;   /* nothing to fetch: no need to talk to the tracker */
     struct fetcher_config fc = {.tracker = g->tracker};
     if (fetcher_start(g->st, &fc, &g->f, err, sizeof err) < 0) {
         fprintf(stderr, "cascade get: %s\n", err);
@@ -276,8 +278,9 @@ static int get_run(struct get_run *g)
     uint64_t t0 = cascade_now_ms();
     uint8_t digest[CASCADE_HASH_LEN];
     rc = get_follow(g, digest);
-    struct fetcher_stats s;
-    fetcher_get_stats(g->f, &s);
+    struct fetcher_stats s = {0};
+    if (g->f)
+        fetcher_get_stats(g->f, &s);
     fetcher_stop(g->f);
     g->f = NULL;
     if (rc != 0)
@@ -291,6 +294,11 @@ static int get_run(struct get_run *g)
                 "match the .cascade's target hash; the .cascade file is inconsistent\n",
                 g->data_path);
         return CLI_FAIL;
+    }
+    if (s.bytes_fetched == 0) {
+        log_info("%s: complete, %llu bytes (already there, nothing fetched)", g->data_path,
+                 (unsigned long long)g->meta.size);
+        return CLI_OK;
     }
     double secs = (double)(cascade_now_ms() - t0) / 1000.0;
     char human[32];
