@@ -145,8 +145,11 @@ struct fake_peer {
     bool gated;                 /* answer nothing until the gate opens */
     size_t dribble_step;
     bool gate_open;
-    uint64_t log[4096];         /* blocks requested, in order */
+    uint64_t log[4096];         /* blocks requested, in order (the first 4096) */
     size_t n_log;
+    size_t n_requests;          /* all requests */
+    uint64_t watch;             /* block whose first request position is noted */
+    size_t watch_pos;           /* SIZE_MAX: never asked */
 };
 
 static bool fake_stopping(struct fake_peer *fp)
@@ -226,6 +229,9 @@ static void fake_serve(struct fake_peer *fp, int fd)
         pthread_mutex_lock(&fp->lock);
         if (fp->n_log < sizeof fp->log / sizeof fp->log[0])
             fp->log[fp->n_log++] = r.block;
+        if (r.block == fp->watch && fp->watch_pos == SIZE_MAX)
+            fp->watch_pos = fp->n_requests;
+        fp->n_requests++;
         while (fp->gated && !fp->gate_open && !fp->stop)
             pthread_cond_wait(&fp->cond, &fp->lock);
         pthread_mutex_unlock(&fp->lock);
@@ -262,6 +268,8 @@ static void fake_start_step(struct fake_peer *fp, struct fixture *fx, enum fake_
     fp->mode = mode;
     fp->gated = gated;
     fp->dribble_step = dribble_step;
+    fp->watch = 5;
+    fp->watch_pos = SIZE_MAX;
     char err[CASCADE_ERRLEN];
     struct sockaddr_in a;
     sock_make_addr(0x7f000001, 0, &a);
@@ -305,6 +313,7 @@ struct fake_tracker {
     struct sockaddr_in addr;
     struct sockaddr_in peers[4];
     size_t n_peers;
+    size_t first_n;              /* peers in the first answer (later ones: all) */
     pthread_t thread;
     pthread_mutex_t lock;
     bool stop;
@@ -323,6 +332,7 @@ static void tracker_answer(struct fake_tracker *t, int fd)
         wire_decode_tracker_request(req, &r, err, sizeof err) < 0)
         return;
     pthread_mutex_lock(&t->lock);
+    size_t n = t->lists + t->subscribes == 0 ? t->first_n : t->n_peers;
     if (r.command == WIRE_CMD_SUBSCRIBE) {
         t->subscribes++;
         t->sub_ip = r.ip;
@@ -333,13 +343,13 @@ static void tracker_answer(struct fake_tracker *t, int fd)
     }
     pthread_mutex_unlock(&t->lock);
     uint8_t ans[WIRE_TRACKER_ANSWER_HEADER_LEN + 4 * WIRE_PEER_RECORD_LEN];
-    wire_encode_tracker_answer_header(0, (uint32_t)(t->n_peers * WIRE_PEER_RECORD_LEN), ans);
-    for (size_t i = 0; i < t->n_peers; i++) {
+    wire_encode_tracker_answer_header(0, (uint32_t)(n * WIRE_PEER_RECORD_LEN), ans);
+    for (size_t i = 0; i < n; i++) {
         struct wire_peer_record rec = {.ip = ntohl(t->peers[i].sin_addr.s_addr),
                                        .port = ntohs(t->peers[i].sin_port), .last_seen = 1};
         wire_encode_peer_record(&rec, ans + WIRE_TRACKER_ANSWER_HEADER_LEN + i * WIRE_PEER_RECORD_LEN);
     }
-    (void)sock_write_full(fd, ans, WIRE_TRACKER_ANSWER_HEADER_LEN + t->n_peers * WIRE_PEER_RECORD_LEN,
+    (void)sock_write_full(fd, ans, WIRE_TRACKER_ANSWER_HEADER_LEN + n * WIRE_PEER_RECORD_LEN,
                           2000, err, sizeof err);
 }
 
@@ -363,11 +373,13 @@ static void *tracker_main(void *arg)
     }
 }
 
-static void tracker_start(struct fake_tracker *t, const struct sockaddr_in *peers, size_t n)
+static void tracker_start(struct fake_tracker *t, const struct sockaddr_in *peers, size_t n,
+                          size_t first_n)
 {
     memset(t, 0, sizeof *t);
     memcpy(t->peers, peers, n * sizeof *peers);
     t->n_peers = n;
+    t->first_n = first_n;
     char err[CASCADE_ERRLEN];
     struct sockaddr_in a;
     sock_make_addr(0x7f000001, 0, &a);
@@ -465,7 +477,7 @@ static void test_peers_from_tracker(void **state)
     fake_start(&good, &fx, FAKE_GOOD, false);
     struct sockaddr_in listed[2] = {self.addr, good.addr};
     struct fake_tracker trk;
-    tracker_start(&trk, listed, 2);
+    tracker_start(&trk, listed, 2, 2);
 
     struct fetcher_config cfg = {
         .tracker = trk.addr,
@@ -493,6 +505,50 @@ static void test_peers_from_tracker(void **state)
     assert_int_equal(trk.sub_port, ntohs(self.addr.sin_port));
     assert_memory_equal(trk.sub_hash, fx.meta.cascade_hash, CASCADE_HASH_LEN);
     assert_dst_matches(&fx);
+    teardown(&fx);
+}
+
+/* An urgent block (a reader waits) stuck on a peer that never answers is
+ * asked of another peer long before the request timeout, while plenty of
+ * other blocks are still missing (so not by the endgame). The tracker
+ * lists only the staller at first, so the block surely goes there; the
+ * good peer appears in the next (1 s) list. */
+static void test_stuck_urgent_block_moves(void **state)
+{
+    (void)state;
+    struct fixture fx;
+    build(&fx, 65536 * 1024, 1024, 11);
+    struct fake_peer stall, good;
+    fake_start(&stall, &fx, FAKE_STALL, false);
+    fake_start(&good, &fx, FAKE_GOOD, false);
+    struct sockaddr_in listed[2] = {stall.addr, good.addr};
+    struct fake_tracker trk;
+    tracker_start(&trk, listed, 2, 1);
+    struct fetcher_config cfg = {
+        .tracker = trk.addr,
+        .pipeline_depth = 1,
+        .request_timeout_ms = 120000,   /* far longer than the wait below */
+        .tracker_interval_s = 1,
+    };
+    struct fetcher *f = NULL;
+    char err[CASCADE_ERRLEN];
+    assert_int_equal(fetcher_start(fx.dst, &cfg, &f, err, sizeof err), 0);
+    fetcher_want_all(f);
+    fetcher_want(f, 5, 1, FETCH_URGENT);
+    assert_int_equal(fetcher_wait(f, 5, 60000), 0);
+    fetcher_stop(f);
+    tracker_stop(&trk);
+    fake_stop(&stall);
+    fake_stop(&good);
+
+    bool staller_had_it = false;
+    for (size_t i = 0; i < stall.n_log; i++)
+        staller_had_it |= stall.log[i] == 5;
+    assert_true(staller_had_it);
+    /* The good peer was asked for it well before the endgame (the last
+     * 1024 missing blocks), which is what a 1.5 s limit means here. */
+    assert_true(good.watch_pos < 65536 - 1024);
+    assert_true(cascade_store_has(fx.dst, 5));
     teardown(&fx);
 }
 
@@ -723,6 +779,7 @@ int main(void)
         cmocka_unit_test(test_fetch_all_from_block_server),
         cmocka_unit_test(test_urgent_jumps_the_queue),
         cmocka_unit_test(test_peers_from_tracker),
+        cmocka_unit_test(test_stuck_urgent_block_moves),
         cmocka_unit_test(test_wrong_hash_peer_is_dropped),
         cmocka_unit_test(test_not_present_and_stall_alone),
         cmocka_unit_test(test_wrong_length_peer_is_dropped),
