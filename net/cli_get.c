@@ -39,6 +39,7 @@
 #define CLI_DEFAULT_LISTEN "0.0.0.0:6881"
 #define CLI_SEED_PORT 6881
 #define CLI_STALL_S 30           /* get gives up when no block arrives for this long */
+#define GET_HASH_CHUNK (1u << 20) /* read-back size for the whole-file hash */
 
 /* ---- shared helpers ---- */
 
@@ -183,6 +184,22 @@ static void report_stuck(struct get_run *g, int r, uint64_t waited_s)
             (unsigned long long)s.peers_dropped, g->tracker_shown);
 }
 
+/* Add held block idx to the whole-file hash, reading it back from the
+ * store in chunks (blocks may be huge). 0 or -1. */
+static int hash_block(struct cascade_store *st, uint64_t idx, struct cascade_sha256 *h,
+                      uint8_t *buf)
+{
+    uint64_t len = cascade_meta_block_len(cascade_store_meta(st), idx);
+    for (uint64_t off = 0; off < len;) {
+        size_t n = len - off < GET_HASH_CHUNK ? (size_t)(len - off) : GET_HASH_CHUNK;
+        if (cascade_store_read(st, idx, off, buf, n) != CASCADE_STORE_OK ||
+            cascade_sha256_update(h, buf, n) != 0)
+            return -1;
+        off += n;
+    }
+    return 0;
+}
+
 /* Hash the file in block order as blocks land; 0 complete, else exit code. */
 static int get_follow(struct get_run *g, uint8_t digest[CASCADE_HASH_LEN])
 {
@@ -192,11 +209,11 @@ static int get_follow(struct get_run *g, uint8_t digest[CASCADE_HASH_LEN])
     uint64_t stall_s = g->o->timeout_s && g->o->timeout_s < CLI_STALL_S ? g->o->timeout_s
                                                                          : CLI_STALL_S;
     struct cascade_sha256 *h = cascade_sha256_new();
-    uint8_t *buf = malloc(m->block_size < (64u << 20) ? m->block_size : 1);
+    uint8_t *buf = malloc(GET_HASH_CHUNK);
     struct cascade_progress pr;
     cascade_progress_init(&pr, "downloading", m->size, true, g->o->quiet);
     int rc = CLI_FAIL;
-    if (!h || (!buf && m->block_count)) {
+    if (!h || !buf) {
         fprintf(stderr, "cascade get: out of memory\n");
         goto out;
     }
@@ -206,9 +223,7 @@ static int get_follow(struct get_run *g, uint8_t digest[CASCADE_HASH_LEN])
         uint64_t bytes = held * m->block_size;
         cascade_progress_update(&pr, bytes < m->size ? bytes : m->size);
         if (r == 0) {
-            uint64_t len = cascade_meta_block_len(m, i);
-            if (len > m->block_size || cascade_store_read(g->st, i, 0, buf, len) != CASCADE_STORE_OK
-                || cascade_sha256_update(h, buf, len) != 0) {
+            if (hash_block(g->st, i, h, buf) != 0) {
                 fprintf(stderr, "cascade get: %s: could not read back block %llu\n",
                         g->data_path, (unsigned long long)i);
                 goto out;
