@@ -77,12 +77,12 @@ get_ok() {
 # ---- the data: one 3 MiB + 123 byte random file under three block sizes ----
 mkdir -p "$T/src"
 head -c $((3 * 1024 * 1024 + 123)) /dev/urandom >"$T/src/data" || die "no random data"
-for bs in 1K 64K 1M; do
+for bs in 1K 64K 1M 2M; do   # (2M: blocks larger than get's 1 MiB read-back chunk)
     cp "$T/src/data" "$T/src/f$bs"
     "$CASCADE" create "$T/src/f$bs" -b "$bs" -q >/dev/null || die "create f$bs failed"
 done
 cp "$V/empty.bin" "$V/empty.bin.cascade" "$V/even4096.bin" "$V/even4096.bin.cascade" "$T/src/"
-ALL=("$T/src/f1K.cascade" "$T/src/f64K.cascade" "$T/src/f1M.cascade"
+ALL=("$T/src/f1K.cascade" "$T/src/f64K.cascade" "$T/src/f1M.cascade" "$T/src/f2M.cascade"
      "$T/src/empty.bin.cascade" "$T/src/even4096.bin.cascade")
 
 start_tracker
@@ -113,10 +113,10 @@ grep -q "no peer could provide block 0" "$T/err" && grep -q "$TRK" "$T/err" &&
 mkdir -p "$T/s1"
 start_seed s1 "${ALL[@]}"
 S1=$SEED_PID
-grep -q "serving 5 files on 127.0.0.1:" "$T/s1.out" && ok "seed prints where it serves" ||
+grep -q "serving 6 files on 127.0.0.1:" "$T/s1.out" && ok "seed prints where it serves" ||
     fail "seed output: $(cat "$T/s1.out")"
 mkdir -p "$T/out1"
-for bs in 1K 64K 1M; do
+for bs in 1K 64K 1M 2M; do
     get_ok "1 seeder, $bs blocks" "$T/src/f$bs.cascade" "$T/out1/f$bs" "$T/src/data"
 done
 get_ok "1 seeder, empty file" "$T/src/empty.bin.cascade" "$T/out1/empty" "$V/empty.bin"
