@@ -2,7 +2,8 @@
 # Installs what is missing, builds, and runs every test three ways:
 #   1. the normal build: the whole suite (unit + integration + real mounts);
 #   2. AddressSanitizer + UndefinedBehaviorSanitizer: the whole suite again;
-#   3. ThreadSanitizer: the concurrency tests (store, block server, fetcher).
+#   3. ThreadSanitizer: the concurrency tests (store, block server, fetcher,
+#      and the integration tests whose processes run those threads).
 # Exits non-zero when anything fails. Build folders: build/, build-asan/,
 # build-tsan/ under the source tree (override with CASCADE_BUILD_PREFIX).
 # Set CASCADE_TEST_QUICK=1 to run only the normal build.
@@ -13,6 +14,12 @@ prefix=${CASCADE_BUILD_PREFIX:-$src/build}
 # shellcheck source=contrib/deps.sh
 . "$src/contrib/deps.sh"
 cascade_install_deps
+
+# Any sanitizer report stops the process that made it, so a report in a
+# child (a seeder, a background mount) fails its test instead of scrolling by.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
 
 passed=0 failed=0 skipped=0
 failures=()
@@ -64,7 +71,7 @@ if [ "${CASCADE_TEST_QUICK:-0}" != 1 ]; then
     setarch "$(uname -m)" -R true 2>/dev/null && tsan_wrapper="setarch $(uname -m) -R"
     run_suite "tsan" "$prefix-tsan" -Dtests=enabled -Db_sanitize=thread -Db_lundef=false -- \
         --timeout-multiplier 3 ${tsan_wrapper:+--wrapper "$tsan_wrapper"} \
-        test_store test_block_server test_fetcher
+        test_store test_block_server test_fetcher it_get it_misbehave it_mount it_mount_swarm
 fi
 
 echo
