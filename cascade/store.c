@@ -95,44 +95,6 @@ static void bit_clear(uint8_t *bits, uint64_t i)
     bits[i / 8] &= (uint8_t)~(1u << (i % 8));
 }
 
-static int pread_all(int fd, void *buf, size_t len, uint64_t off)
-{
-    uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t n = pread(fd, p, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (n == 0)
-                errno = ENODATA;   /* file shorter than the block */
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return 0;
-}
-
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-    const uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (n == 0)
-                errno = EIO;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return 0;
-}
-
 static bool block_matches(const struct cascade_meta *m, uint64_t idx,
                           const void *data, size_t len)
 {
@@ -319,7 +281,7 @@ static int64_t store_recheck_held(struct cascade_store *st)
         if (!bit_get(st->held, i))
             continue;
         size_t len = (size_t)store_block_len(m, i);
-        if (pread_all(st->data_fd, buf, len, i * m->block_size) < 0 ||
+        if (cascade_pread_full(st->data_fd, buf, len, i * m->block_size) < 0 ||
             !block_matches(m, i, buf, len)) {
             bit_clear(st->held, i);
             dropped++;
@@ -708,7 +670,7 @@ int cascade_store_put(struct cascade_store *st, uint64_t idx, const void *data, 
         return CASCADE_STORE_EHASH;
     if (cascade_store_has(st, idx))
         return CASCADE_STORE_OK;
-    if (pwrite_all(st->data_fd, data, len, idx * st->meta->block_size) < 0) {
+    if (cascade_pwrite_full(st->data_fd, data, len, idx * st->meta->block_size) < 0) {
         log_error("store: write block %llu to %s: %s", (unsigned long long)idx,
                   st->data_path, strerror(errno));
         return CASCADE_STORE_EIO;
@@ -725,7 +687,7 @@ int cascade_store_read(struct cascade_store *st, uint64_t idx, uint64_t off,
         return CASCADE_STORE_ERANGE;
     if (!cascade_store_has(st, idx))
         return CASCADE_STORE_MISSING;
-    if (pread_all(st->data_fd, buf, len, idx * st->meta->block_size + off) < 0) {
+    if (cascade_pread_full(st->data_fd, buf, len, idx * st->meta->block_size + off) < 0) {
         if (errno == ENODATA)
             errno = EIO;
         log_error("store: read block %llu from %s: %s", (unsigned long long)idx,
@@ -783,7 +745,7 @@ int64_t cascade_store_adopt(struct cascade_store *st, struct cascade_progress *p
         if (cascade_store_has(st, i))
             continue;
         size_t len = (size_t)store_block_len(m, i);
-        if (pread_all(st->data_fd, buf, len, i * m->block_size) < 0) {
+        if (cascade_pread_full(st->data_fd, buf, len, i * m->block_size) < 0) {
             if (errno != ENODATA)   /* past the end is simply not held */
                 log_warn("store: adopt: read block %llu of %s: %s",
                          (unsigned long long)i, st->data_path, strerror(errno));

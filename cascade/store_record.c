@@ -24,45 +24,6 @@ static void record_encode_header(const struct cascade_record_id *id,
     memcpy(h + 96, id->data_path_hash, CASCADE_HASH_LEN);
 }
 
-/* pread exactly len bytes; 0, or -1 on error or a short file. */
-static int record_pread_all(int fd, void *buf, size_t len, off_t off)
-{
-    uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t n = pread(fd, p, len, off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (n == 0)
-                errno = EIO;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-        off += n;
-    }
-    return 0;
-}
-
-static int record_pwrite_all(int fd, const void *buf, size_t len, off_t off)
-{
-    const uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t n = pwrite(fd, p, len, off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (n == 0)
-                errno = EIO;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-        off += n;
-    }
-    return 0;
-}
-
 /* Bits past block_count in the last byte mean nothing; never trust them. */
 static void record_clear_padding(uint8_t *bits, size_t bitslen, uint64_t block_count)
 {
@@ -84,13 +45,13 @@ int cascade_record_load(int fd, const struct cascade_record_id *id,
         return CASCADE_RECORD_NONE;
     uint8_t want[CASCADE_RECORD_HEADER_LEN], have[CASCADE_RECORD_HEADER_LEN];
     record_encode_header(id, want);
-    if (record_pread_all(fd, have, sizeof have, 0) < 0) {
+    if (cascade_pread_full(fd, have, sizeof have, 0) < 0) {
         cascade_errf(err, errlen, "read held record: %s", strerror(errno));
         return -1;
     }
     if (memcmp(want, have, CASCADE_RECORD_FILE_ID_OFFSET) != 0)
         return CASCADE_RECORD_NONE;
-    if (record_pread_all(fd, bits, bitslen, CASCADE_RECORD_HEADER_LEN) < 0) {
+    if (cascade_pread_full(fd, bits, bitslen, CASCADE_RECORD_HEADER_LEN) < 0) {
         cascade_errf(err, errlen, "read held record: %s", strerror(errno));
         memset(bits, 0, bitslen);
         return -1;
@@ -106,8 +67,8 @@ int cascade_record_rewrite(int fd, const struct cascade_record_id *id,
 {
     uint8_t h[CASCADE_RECORD_HEADER_LEN];
     record_encode_header(id, h);
-    if (ftruncate(fd, 0) < 0 || record_pwrite_all(fd, h, sizeof h, 0) < 0 ||
-        record_pwrite_all(fd, bits, bitslen, CASCADE_RECORD_HEADER_LEN) < 0) {
+    if (ftruncate(fd, 0) < 0 || cascade_pwrite_full(fd, h, sizeof h, 0) < 0 ||
+        cascade_pwrite_full(fd, bits, bitslen, CASCADE_RECORD_HEADER_LEN) < 0) {
         cascade_errf(err, errlen, "write held record: %s", strerror(errno));
         return -1;
     }
@@ -118,6 +79,6 @@ int cascade_record_write_bits(int fd, const uint8_t *bits, size_t from, size_t t
 {
     if (from >= to)
         return 0;
-    return record_pwrite_all(fd, bits + from, to - from,
+    return cascade_pwrite_full(fd, bits + from, to - from,
                              (off_t)(CASCADE_RECORD_HEADER_LEN + from));
 }

@@ -65,6 +65,12 @@ static inline uint64_t cascade_get_be64(const uint8_t *p)
     return ((uint64_t)cascade_get_be32(p) << 32) | cascade_get_be32(p + 4);
 }
 
+/* pread/pwrite exactly len bytes at off, retrying short transfers and
+ * EINTR. 0, or -1 with errno set; a read past the end of the file fails
+ * with ENODATA (the file is shorter than asked). */
+int cascade_pread_full(int fd, void *buf, size_t len, uint64_t off);
+int cascade_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+
 /* Monotonic clock in milliseconds (CLOCK_MONOTONIC). */
 uint64_t cascade_now_ms(void);
 

@@ -4,7 +4,11 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -135,6 +139,31 @@ static void test_errf(void **state)
     cascade_errf(NULL, 0, "ignored %d", 1);     /* no buffer: no crash */
 }
 
+/* Full positional reads and writes on a real file; a read past the end is
+ * ENODATA, not silently short. */
+static void test_pread_pwrite_full(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/cascade-test-util-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    uint8_t out[100000], in[100000];
+    for (size_t i = 0; i < sizeof out; i++)
+        out[i] = (uint8_t)(i * 7);
+    assert_int_equal(cascade_pwrite_full(fd, out, sizeof out, 5000), 0);
+    assert_int_equal(cascade_pread_full(fd, in, sizeof in, 5000), 0);
+    assert_memory_equal(in, out, sizeof out);
+    memset(in, 0xee, sizeof in);
+    errno = 0;
+    assert_int_equal(cascade_pread_full(fd, in, 10, 5000 + sizeof out - 5), -1);
+    assert_int_equal(errno, ENODATA);
+    close(fd);
+    errno = 0;
+    assert_int_equal(cascade_pwrite_full(fd, out, 1, 0), -1);
+    assert_int_equal(errno, EBADF);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -145,6 +174,7 @@ int main(void)
         cmocka_unit_test(test_checked_arithmetic),
         cmocka_unit_test(test_human_bytes),
         cmocka_unit_test(test_errf),
+        cmocka_unit_test(test_pread_pwrite_full),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
