@@ -425,6 +425,7 @@ struct seed_file {
     struct cascade_store *st;
     struct fetcher *f;
     char *data_path;
+    bool read_only;             /* we may not write the data file: serve only */
     bool reported_complete;
 };
 
@@ -465,7 +466,11 @@ static int seed_open_file(const struct seed_opts *o, int i, struct seed_file *sf
         return CLI_FAIL;
     }
     bool existed = file_has_bytes(sf->data_path);
-    struct cascade_store_options so = {.cache_root = o->cache, .data_path = sf->data_path};
+    /* A file we may read but not write (someone else's, a read-only
+     * mount) can still be seeded: verify and serve what it holds. */
+    sf->read_only = existed && access(sf->data_path, W_OK) != 0;
+    struct cascade_store_options so = {.cache_root = o->cache, .data_path = sf->data_path,
+                                       .read_only = sf->read_only};
     if (cascade_store_open(&sf->meta, &so, &sf->st, err, sizeof err) < 0) {
         fprintf(stderr, "cascade seed: %s\n", err);
         return CLI_FAIL;
@@ -477,6 +482,11 @@ static int seed_open_file(const struct seed_opts *o, int i, struct seed_file *sf
              (unsigned long long)cascade_store_held_count(sf->st),
              (unsigned long long)sf->meta.block_count);
     sf->reported_complete = cascade_store_complete(sf->st);
+    if (sf->read_only && !sf->reported_complete)
+        log_warn("%s is read-only: serving the %llu blocks it holds, the other %llu cannot "
+                 "be fetched into it (make it writable, or give --data a writable copy)",
+                 sf->data_path, (unsigned long long)cascade_store_held_count(sf->st),
+                 (unsigned long long)(sf->meta.block_count - cascade_store_held_count(sf->st)));
     return 0;
 }
 
@@ -496,7 +506,8 @@ static int seed_start_fetchers(struct seed_file *files, int n, const struct sock
             fprintf(stderr, "cascade seed: %s\n", err);
             return CLI_FAIL;
         }
-        fetcher_want_all(files[i].f);
+        if (!files[i].read_only)
+            fetcher_want_all(files[i].f);
     }
     return 0;
 }
