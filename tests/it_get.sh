@@ -8,65 +8,20 @@
 # (exit 2), and a clean exit 0 of seed on SIGTERM.
 set -u
 
-CASCADE="${CASCADE_BUILD:?CASCADE_BUILD not set}/net/cascade"
-TRACKER="$CASCADE_BUILD/net/cascade-tracker"
+# shellcheck source=tests/swarm_lib.sh
+. "${CASCADE_SRC:?CASCADE_SRC not set}/tests/swarm_lib.sh"
 V="${CASCADE_VECTORS:?CASCADE_VECTORS not set}"
-[ -x "$CASCADE" ] || { echo "SKIP: $CASCADE not built"; exit 77; }
-[ -x "$TRACKER" ] || { echo "SKIP: $TRACKER not built"; exit 77; }
 
-T=$(mktemp -d) || exit 1
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-ok() { echo "ok: $*"; }
-die() { echo "FAIL: $*"; exit 1; }
-
-wait_for() {   # wait_for FILE PATTERN SECONDS
-    local i
-    for ((i = 0; i < $3 * 10; i++)); do
-        grep -q -- "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
-start_tracker() {
-    "$TRACKER" --listen 127.0.0.1:0 >"$T/tracker.out" 2>"$T/tracker.err" &
-    PIDS+=($!)
-    wait_for "$T/tracker.out" 'listening on' 10 || die "tracker did not start: $(cat "$T/tracker.err")"
-    TRK=$(sed -n 's/.*listening on \([0-9.]*:[0-9]*\).*/\1/p' "$T/tracker.out" | head -1)
-    [ -n "$TRK" ] || die "no address in the tracker's output: $(cat "$T/tracker.out")"
-}
-
-# start_seed NAME FILE.cascade...: a seeder with its own cache; sets SEED_PID.
+# start_seed NAME FILE.cascade...: a seeder with its own cache; sets SEEDER_PID.
 start_seed() {
     local name=$1; shift
-    "$CASCADE" seed "$@" -t "$TRK" -l 127.0.0.1:0 --cache "$T/$name.cache" \
-        >"$T/$name.out" 2>"$T/$name.err" &
-    SEED_PID=$!
-    PIDS+=($SEED_PID)
-    wait_for "$T/$name.out" 'serving' 10 || die "seeder $name did not start: $(cat "$T/$name.err")"
-}
-
-stop_pid() {   # SIGTERM, wait (bounded), return its exit code
-    local p=$1 i
-    kill -TERM "$p" 2>/dev/null
-    for ((i = 0; i < 100; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$p" 2>/dev/null && { kill -KILL "$p"; wait "$p" 2>/dev/null; return 99; }
-    wait "$p"
+    start_seeder "$name" "$T/$name.cache" "$@"
 }
 
 # get NAME FILE.cascade OUT [extra args]: run get (bounded), check exit 0 and bytes.
 get_ok() {
     local name=$1 cas=$2 out=$3 orig=$4; shift 4
-    if timeout 120 "$CASCADE" get "$cas" -o "$out" -t "$TRK" --cache "$T/getcache" -q "$@" \
+    if timeout 120 "$CASCADE" get "$cas" -o "$out" -t "$TRACKER_ADDR" --cache "$T/getcache" -q "$@" \
         >"$T/get.out" 2>"$T/get.err"; then
         if cmp -s "$out" "$orig"; then ok "$name"; else fail "$name: output differs from the original"; fi
     else
@@ -86,11 +41,11 @@ ALL=("$T/src/f1K.cascade" "$T/src/f64K.cascade" "$T/src/f1M.cascade" "$T/src/f2M
      "$T/src/empty.bin.cascade" "$T/src/even4096.bin.cascade")
 
 start_tracker
-ok "tracker on $TRK"
+ok "tracker on $TRACKER_ADDR"
 
 # ---- usage errors first (no network needed) ----
 "$CASCADE" get >/dev/null 2>&1; [ $? -eq 2 ] && ok "get without arguments: exit 2" || fail "get without arguments"
-"$CASCADE" get "$V/bad-magic.cascade" -o "$T/x" -t "$TRK" 2>"$T/err"
+"$CASCADE" get "$V/bad-magic.cascade" -o "$T/x" -t "$TRACKER_ADDR" 2>"$T/err"
 [ $? -eq 2 ] && ok "get of a bad .cascade: exit 2" || fail "get of a bad .cascade: $(cat "$T/err")"
 "$CASCADE" get --help | grep -q "usage: cascade get" && ok "get --help" || fail "get --help"
 "$CASCADE" seed --help | grep -q "usage: cascade seed" && ok "seed --help" || fail "seed --help"
@@ -101,18 +56,18 @@ ok "tracker on $TRK"
 
 # ---- nobody has it: a clear error within the timeout ----
 start=$(date +%s)
-timeout 60 "$CASCADE" get "$T/src/f64K.cascade" -o "$T/none" -t "$TRK" --cache "$T/nc" -q --timeout 4 \
+timeout 60 "$CASCADE" get "$T/src/f64K.cascade" -o "$T/none" -t "$TRACKER_ADDR" --cache "$T/nc" -q --timeout 4 \
     >/dev/null 2>"$T/err"
 rc=$?
 [ $rc -eq 1 ] && ok "get with no seeder: exit 1" || fail "get with no seeder: exit $rc"
-grep -q "no peer could provide block 0" "$T/err" && grep -q "$TRK" "$T/err" &&
+grep -q "no peer could provide block 0" "$T/err" && grep -q "$TRACKER_ADDR" "$T/err" &&
     ok "get with no seeder: clear message" || fail "get with no seeder: message: $(cat "$T/err")"
 [ $(($(date +%s) - start)) -lt 30 ] || fail "get with no seeder took too long"
 
 # ---- one complete seeder serving every file ----
 mkdir -p "$T/s1"
 start_seed s1 "${ALL[@]}"
-S1=$SEED_PID
+S1=$SEEDER_PID
 grep -q "serving 6 files on 127.0.0.1:" "$T/s1.out" && ok "seed prints where it serves" ||
     fail "seed output: $(cat "$T/s1.out")"
 mkdir -p "$T/out1"
@@ -124,7 +79,7 @@ get_ok "1 seeder, even-size file" "$T/src/even4096.bin.cascade" "$T/out1/even" "
 
 # DATA defaults to the .cascade's name in the current folder.
 mkdir -p "$T/cwd"
-(cd "$T/cwd" && timeout 120 "$CASCADE" get "$T/src/f64K.cascade" -t "$TRK" --cache "$T/cwdcache" -q) \
+(cd "$T/cwd" && timeout 120 "$CASCADE" get "$T/src/f64K.cascade" -t "$TRACKER_ADDR" --cache "$T/cwdcache" -q) \
     && cmp -s "$T/cwd/f64K" "$T/src/data" && ok "get writes NAME in the current folder" ||
     fail "get without -o: $(ls "$T/cwd")"
 
@@ -141,7 +96,7 @@ for n in 2 3; do
     mkdir -p "$T/s$n"
     for bs in 1K 64K 1M; do cp "$T/src/f$bs.cascade" "$T/s$n/"; done
     start_seed "s$n" "$T/s$n/f1K.cascade" "$T/s$n/f64K.cascade" "$T/s$n/f1M.cascade"
-    eval "S$n=\$SEED_PID"
+    eval "S$n=\$SEEDER_PID"
 done
 for n in 2 3; do
     for bs in 1K 64K 1M; do

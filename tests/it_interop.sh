@@ -9,36 +9,21 @@
 #      reference download (skipped without /dev/fuse)
 set -u
 command -v python3 >/dev/null || { echo "SKIP: python3 is missing"; exit 77; }
-CASCADE=$CASCADE_BUILD/net/cascade
-TRACKER=$CASCADE_BUILD/net/cascade-tracker
+# shellcheck source=tests/swarm_lib.sh
+. "${CASCADE_SRC:?CASCADE_SRC not set}/tests/swarm_lib.sh"
 CASCADEFS=$CASCADE_BUILD/fs/cascadefs
 REF=$CASCADE_SRC/tests/interop
-T=$(mktemp -d)
-PIDS=()
 MNT=$T/mnt
-cleanup() {
-    mountpoint -q "$MNT" 2>/dev/null && { fusermount3 -u "$MNT" || umount -l "$MNT"; }
-    for p in "${PIDS[@]+"${PIDS[@]}"}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]+"${PIDS[@]}"}"; do wait "$p" 2>/dev/null; done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-failures=0
-ok() { echo "ok: $*"; }
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
 # start NAME PATTERN CMD...: run CMD in the background with stdout in
-# $T/NAME.out; wait (10 s at most) for a line matching PATTERN and print
-# the IP:PORT on it.
+# $T/NAME.out; wait (10 s at most) for a line matching PATTERN and set
+# ADDR to the IP:PORT on it. (Not in $(...): the pid must reach OUR_PIDS.)
 start() {
     local name=$1 pattern=$2; shift 2
     "$@" > "$T/$name.out" 2> "$T/$name.err" &
-    PIDS+=($!)
-    for _ in $(seq 100); do
-        grep -q "$pattern" "$T/$name.out" 2>/dev/null && break
-        sleep 0.1
-    done
-    sed -n "s/.*$pattern \([0-9.]*:[0-9]*\).*/\1/p" "$T/$name.out" | head -1
+    OUR_PIDS+=($!)
+    wait_for_line "$T/$name.out" "$pattern" 10
+    ADDR=$(sed -n "s/.*$pattern \([0-9.]*:[0-9]*\).*/\1/p" "$T/$name.out" | head -1)
 }
 
 mkdir -p "$T/data" "$MNT"
@@ -51,9 +36,10 @@ for spec in "${sizes[@]}"; do
     casc=$T/data/$name.cascade
 
     # a. our seeder, their tracker and downloader
-    rt=$(start "rt_$name" "listening on" python3 "$REF/ref_tracker.py" --allow "$casc")
+    start "rt_$name" "listening on" python3 "$REF/ref_tracker.py" --allow "$casc"
+    rt=$ADDR
     start "seed_$name" "serving" "$CASCADE" seed "$casc" -t "$rt" -l 127.0.0.1:0 \
-        --cache "$T/seedcache" > /dev/null
+        --cache "$T/seedcache"
     if timeout 120 python3 "$REF/ref_peer.py" download "$casc" --tracker "$rt" \
            -o "$T/a_$name" 2> "$T/a_$name.err" && cmp -s "$T/a_$name" "$T/data/$name"; then
         ok "reference peer downloads from our seeder ($bs blocks, $size bytes)"
@@ -62,9 +48,10 @@ for spec in "${sizes[@]}"; do
     fi
 
     # b. their peer, our tracker and `cascade get`
-    ot=$(start "ot_$name" "listening on" "$TRACKER" --listen 127.0.0.1:0)
+    start "ot_$name" "listening on" "$TRACKER" --listen 127.0.0.1:0
+    ot=$ADDR
     start "ref_$name" "serving on" python3 "$REF/ref_peer.py" serve "$casc" \
-        --data "$T/data/$name" --tracker "$ot" > /dev/null
+        --data "$T/data/$name" --tracker "$ot"
     if timeout 120 "$CASCADE" get "$casc" -o "$T/b_$name" -t "$ot" --cache "$T/getcache" -q \
            2> "$T/b_$name.err" && cmp -s "$T/b_$name" "$T/data/$name"; then
         ok "cascade get downloads from the reference peer ($bs blocks, $size bytes)"
@@ -77,13 +64,15 @@ done
 if [ -e /dev/fuse ] && command -v fusermount3 > /dev/null && [ -x "$CASCADEFS" ]; then
     name=f_1M_5000000
     casc=$T/data/$name.cascade
-    rt=$(start rt_mount "listening on" python3 "$REF/ref_tracker.py" --allow "$casc")
+    start rt_mount "listening on" python3 "$REF/ref_tracker.py" --allow "$casc"
+    rt=$ADDR
     start ref_mount "serving on" python3 "$REF/ref_peer.py" serve "$casc" \
-        --data "$T/data/$name" --tracker "$rt" > /dev/null
-    refpid=${PIDS[-1]}
+        --data "$T/data/$name" --tracker "$rt"
+    refpid=${OUR_PIDS[-1]}
     "$CASCADEFS" -f -o "tracker=$rt,listen=127.0.0.1:0,cache=$T/mountcache" "$casc" "$MNT" \
         2> "$T/mount.err" &
-    PIDS+=($!)
+    OUR_PIDS+=($!)
+    OUR_MOUNTS+=("$MNT")
     for _ in $(seq 100); do [ -e "$MNT/$name" ] && break; sleep 0.1; done
     if timeout 120 cmp -s "$MNT/$name" "$T/data/$name"; then
         ok "a mount reads everything from the reference peer"

@@ -10,35 +10,9 @@
 #   - all bad peers together and no good one: exit 1, bounded.
 set -u
 
-CASCADE="${CASCADE_BUILD:?CASCADE_BUILD not set}/net/cascade"
-TRACKER="$CASCADE_BUILD/net/cascade-tracker"
-BAD="${CASCADE_HELPERS:-$CASCADE_BUILD/tests}/bad_peer"
-[ -x "$CASCADE" ] || { echo "SKIP: $CASCADE not built"; exit 77; }
-[ -x "$TRACKER" ] || { echo "SKIP: $TRACKER not built"; exit 77; }
-[ -x "$BAD" ] || { echo "SKIP: $BAD not built"; exit 77; }
-
-T=$(mktemp -d) || exit 1
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-ok() { echo "ok: $*"; }
-die() { echo "FAIL: $*"; exit 1; }
-
-wait_for() {   # wait_for FILE PATTERN SECONDS
-    local i
-    for ((i = 0; i < $3 * 10; i++)); do
-        grep -q -- "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
+# shellcheck source=tests/swarm_lib.sh
+. "${CASCADE_SRC:?CASCADE_SRC not set}/tests/swarm_lib.sh"
+[ -x "$BAD_PEER" ] || skip "$BAD_PEER is not built"
 
 MODES=(wrong-hash short long unknown-status stall reset not-present)
 # modes that send bad data: the fetcher must drop (ban) these peers
@@ -49,28 +23,24 @@ head -c $((2 * 1024 * 1024 + 77)) /dev/urandom >"$T/src/f" || die "no random dat
 "$CASCADE" create "$T/src/f" -b 1K -q >/dev/null || die "create failed"
 CAS="$T/src/f.cascade"
 
-"$TRACKER" --listen 127.0.0.1:0 >"$T/tracker.out" 2>"$T/tracker.err" &
-PIDS+=($!)
-wait_for "$T/tracker.out" 'listening on' 10 || die "tracker did not start: $(cat "$T/tracker.err")"
-TRK=$(sed -n 's/.*listening on \([0-9.]*:[0-9]*\).*/\1/p' "$T/tracker.out" | head -1)
+start_tracker
 
 # start_bad MODE: sets BAD_PID, BAD_ADDR.
 start_bad() {
-    "$BAD" --listen 127.0.0.1:0 --cascade "$CAS" --data "$T/src/f" --mode "$1" --tracker "$TRK" \
+    "$BAD_PEER" --listen 127.0.0.1:0 --cascade "$CAS" --data "$T/src/f" --mode "$1" --tracker "$TRACKER_ADDR" \
         >"$T/bad-$1.out" 2>"$T/bad-$1.err" &
     BAD_PID=$!
-    PIDS+=($BAD_PID)
-    wait_for "$T/bad-$1.out" 'listening on' 10 || die "bad_peer $1 did not start: $(cat "$T/bad-$1.err")"
-    BAD_ADDR=$(sed -n 's/.*listening on \([0-9.]*:[0-9]*\).*/\1/p' "$T/bad-$1.out" | head -1)
+    OUR_PIDS+=($BAD_PID)
+    wait_for_line "$T/bad-$1.out" 'listening on' 10 || die "bad_peer $1 did not start: $(cat "$T/bad-$1.err")"
+    BAD_ADDR=$(addr_in "$T/bad-$1.out")
 }
-stop_pid() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null; }
 
 # ---- each bad peer alone: a clean failure, nothing bad kept ----
 declare -A BAD_PIDS
 for mode in "${MODES[@]}"; do
     start_bad "$mode"
     start=$(date +%s)
-    timeout 60 "$CASCADE" get "$CAS" -o "$T/alone-$mode" -t "$TRK" --cache "$T/c-$mode" -v \
+    timeout 60 "$CASCADE" get "$CAS" -o "$T/alone-$mode" -t "$TRACKER_ADDR" --cache "$T/c-$mode" -v \
         --timeout 6 >/dev/null 2>"$T/get-$mode.err"
     rc=$?
     took=$(($(date +%s) - start))
@@ -91,7 +61,7 @@ done
 # ---- every bad peer at once, no good one: exit 1, bounded ----
 for mode in "${MODES[@]}"; do start_bad "$mode"; BAD_PIDS[$mode]=$BAD_PID; done
 start=$(date +%s)
-timeout 90 "$CASCADE" get "$CAS" -o "$T/allbad" -t "$TRK" --cache "$T/c-allbad" -q --timeout 8 \
+timeout 90 "$CASCADE" get "$CAS" -o "$T/allbad" -t "$TRACKER_ADDR" --cache "$T/c-allbad" -q --timeout 8 \
     >/dev/null 2>"$T/get-allbad.err"
 rc=$?
 [ $rc -eq 1 ] && ok "only bad peers: exit 1" || fail "only bad peers: exit $rc: $(cat "$T/get-allbad.err")"
@@ -102,11 +72,11 @@ grep -q "no peer could provide block" "$T/get-allbad.err" && ok "only bad peers:
 # ---- every bad peer plus one good seeder: complete and identical ----
 mkdir -p "$T/seed"
 cp "$CAS" "$T/src/f" "$T/seed/"
-"$CASCADE" seed "$T/seed/f.cascade" -t "$TRK" -l 127.0.0.1:0 --cache "$T/seedcache" \
+"$CASCADE" seed "$T/seed/f.cascade" -t "$TRACKER_ADDR" -l 127.0.0.1:0 --cache "$T/seedcache" \
     >"$T/seed.out" 2>"$T/seed.err" &
-PIDS+=($!)
-wait_for "$T/seed.out" 'serving' 10 || die "seeder did not start: $(cat "$T/seed.err")"
-if timeout 200 "$CASCADE" get "$CAS" -o "$T/mixed" -t "$TRK" --cache "$T/c-mixed" -v \
+OUR_PIDS+=($!)
+wait_for_line "$T/seed.out" 'serving' 10 || die "seeder did not start: $(cat "$T/seed.err")"
+if timeout 200 "$CASCADE" get "$CAS" -o "$T/mixed" -t "$TRACKER_ADDR" --cache "$T/c-mixed" -v \
     >/dev/null 2>"$T/get-mixed.err"; then
     cmp -s "$T/mixed" "$T/src/f" && ok "bad peers + one seeder: identical output" ||
         fail "bad peers + one seeder: output differs"
@@ -119,7 +89,7 @@ dropped=$(grep -c "dropped" "$T/get-mixed.err")
 
 # ---- the partial outputs of the failed runs complete from the seeder ----
 for mode in wrong-hash short; do
-    if timeout 120 "$CASCADE" get "$CAS" -o "$T/alone-$mode" -t "$TRK" --cache "$T/c-$mode" -q \
+    if timeout 120 "$CASCADE" get "$CAS" -o "$T/alone-$mode" -t "$TRACKER_ADDR" --cache "$T/c-$mode" -q \
         2>"$T/again.err"; then
         cmp -s "$T/alone-$mode" "$T/src/f" && ok "after $mode: resumed to an identical file" ||
             fail "after $mode: output differs"

@@ -7,31 +7,12 @@ set -u
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root to run the seeder as another user"; exit 77; }
 command -v runuser >/dev/null && id nobody >/dev/null 2>&1 ||
     { echo "SKIP: needs runuser and the user nobody"; exit 77; }
-CASCADE=$CASCADE_BUILD/net/cascade
-TRACKER=$CASCADE_BUILD/net/cascade-tracker
-T=$(mktemp -d)
-chmod 755 "$T"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]+"${PIDS[@]}"}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]+"${PIDS[@]}"}"; do wait "$p" 2>/dev/null; done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-failures=0
-ok() { echo "ok: $*"; }
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+# shellcheck source=tests/swarm_lib.sh
+. "${CASCADE_SRC:?CASCADE_SRC not set}/tests/swarm_lib.sh"
+chmod 755 "$T"   # nobody must reach the data and its cache folder
 
-# wait_line FILE PATTERN: up to 10 s for PATTERN to appear in FILE.
-wait_line() {
-    for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-    return 1
-}
-
-"$TRACKER" --listen 127.0.0.1:0 > "$T/tracker.out" 2>/dev/null &
-PIDS+=($!)
-wait_line "$T/tracker.out" "listening on" || { echo "FAIL: tracker did not start"; exit 1; }
-tracker=$(sed -n 's/^listening on //p' "$T/tracker.out")
+start_tracker
+tracker=$TRACKER_ADDR
 
 mkdir -p "$T/ro" "$T/cache" "$T/out"
 chown nobody "$T/cache"
@@ -41,8 +22,8 @@ chmod 444 "$T/ro/full.bin"
 
 runuser -u nobody -- "$CASCADE" seed "$T/ro/full.bin.cascade" -t "$tracker" -l 127.0.0.1:0 \
     --cache "$T/cache" > "$T/seed.out" 2> "$T/seed.err" &
-PIDS+=($!)
-if wait_line "$T/seed.out" "serving"; then
+OUR_PIDS+=($!)
+if wait_for_line "$T/seed.out" "serving" 10; then
     ok "seed starts on a file it cannot write"
 else
     fail "seed did not start: $(cat "$T/seed.err")"
@@ -62,8 +43,8 @@ cp "$T/ro/full.bin.cascade" "$T/ro/part.bin.cascade"
 chmod 444 "$T/ro/part.bin"
 runuser -u nobody -- "$CASCADE" seed "$T/ro/part.bin.cascade" -t "$tracker" -l 127.0.0.1:0 \
     --cache "$T/cache2" > "$T/seed2.out" 2> "$T/seed2.err" &
-PIDS+=($!)
-wait_line "$T/seed2.out" "serving" || fail "partial seed did not start: $(cat "$T/seed2.err")"
+OUR_PIDS+=($!)
+wait_for_line "$T/seed2.out" "serving" 10 || fail "partial seed did not start: $(cat "$T/seed2.err")"
 grep -q "read-only: serving the 15 blocks it holds, the other 16 cannot be fetched" "$T/seed2.err" &&
     ok "a partial read-only file is served with a warning" ||
     fail "no clear warning for the partial read-only file: $(cat "$T/seed2.err")"

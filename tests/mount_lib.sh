@@ -1,90 +1,17 @@
 # Shared by it_mount.sh, it_mount_swarm.sh and contrib/bench/bench_mount.sh:
-# start a tracker and seeders on loopback, mount cascadefs in the foreground
-# as a background job (so we know its pid), wait for things with bounded
-# polls, and clean up only what we started, always unmounting first.
+# everything in swarm_lib.sh (tracker, seeders, cleanup of what we started),
+# plus mounting cascadefs in the foreground as a background job (so we know
+# its pid), always unmounted on exit. Skips (exit 77) without /dev/fuse.
 #
-# Source it after setting CASCADE_BUILD; it sets T (a fresh temp folder) and
-# an EXIT trap. Programs: $CASCADE, $TRACKER, $CASCADEFS, $BAD_PEER.
+# Source it after setting CASCADE_BUILD. Programs: $CASCADE, $TRACKER,
+# $CASCADEFS, $BAD_PEER.
 
-CASCADE="${CASCADE_BUILD:?CASCADE_BUILD not set}/net/cascade"
-TRACKER="$CASCADE_BUILD/net/cascade-tracker"
-CASCADEFS="$CASCADE_BUILD/fs/cascadefs"
-BAD_PEER="${CASCADE_HELPERS:-$CASCADE_BUILD/tests}/bad_peer"
-
-skip() { echo "SKIP: $*"; exit 77; }
-[ -e /dev/fuse ] || skip "/dev/fuse is missing"
-command -v fusermount3 >/dev/null || skip "fusermount3 is not installed"
-for p in "$CASCADE" "$TRACKER" "$CASCADEFS"; do
-    [ -x "$p" ] || skip "$p is not built"
-done
-
-T=$(mktemp -d) || exit 1
-OUR_PIDS=()
-OUR_MOUNTS=()
-
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-ok() { echo "ok: $*"; }
-die() { echo "FAIL: $*"; exit 1; }
-
-unmount_quietly() {
-    local mp=$1
-    mountpoint -q "$mp" 2>/dev/null || return 0
-    fusermount3 -u "$mp" 2>/dev/null || fusermount3 -uz "$mp" 2>/dev/null ||
-        umount -l "$mp" 2>/dev/null
-}
-
-# Stop pid: TERM, up to 5 s, then KILL.
-stop_pid() {
-    local pid=$1 i
-    kill "$pid" 2>/dev/null || return 0
-    for i in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-}
-
-mount_lib_cleanup() {
-    local mp pid
-    for mp in "${OUR_MOUNTS[@]}"; do unmount_quietly "$mp"; done
-    for pid in "${OUR_PIDS[@]}"; do stop_pid "$pid"; done
-    rm -rf "$T"
-}
-trap mount_lib_cleanup EXIT
-
-# wait_for_line FILE REGEX SECONDS: poll until FILE has a matching line.
-wait_for_line() {
-    local i
-    for i in $(seq $(($3 * 10))); do
-        grep -qE -- "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
-# start_tracker: sets TRACKER_ADDR (127.0.0.1:PORT).
-start_tracker() {
-    "$TRACKER" --listen 127.0.0.1:0 >"$T/tracker.out" 2>"$T/tracker.err" &
-    OUR_PIDS+=($!)
-    wait_for_line "$T/tracker.out" 'listening on' 10 ||
-        die "tracker did not start: $(cat "$T/tracker.err")"
-    TRACKER_ADDR=$(sed -n 's/.*listening on \([0-9.]*:[0-9]*\).*/\1/p' "$T/tracker.out" | head -1)
-    [ -n "$TRACKER_ADDR" ] || die "no address in the tracker's output: $(cat "$T/tracker.out")"
-}
-
-# start_seeder NAME CACHE FILE.cascade...: `cascade seed` (data next to each
-# .cascade file); sets SEEDER_PID.
-start_seeder() {
-    local name=$1 cache=$2; shift 2
-    "$CASCADE" seed "$@" -t "$TRACKER_ADDR" -l 127.0.0.1:0 --cache "$cache" \
-        >"$T/$name.out" 2>"$T/$name.err" &
-    SEEDER_PID=$!
-    OUR_PIDS+=($SEEDER_PID)
-    wait_for_line "$T/$name.out" 'serving' 30 ||
-        die "seeder $name did not start: $(cat "$T/$name.err")"
-}
+[ -e /dev/fuse ] || { echo "SKIP: /dev/fuse is missing"; exit 77; }
+command -v fusermount3 >/dev/null || { echo "SKIP: fusermount3 is not installed"; exit 77; }
+CASCADEFS="${CASCADE_BUILD:?CASCADE_BUILD not set}/fs/cascadefs"
+[ -x "$CASCADEFS" ] || { echo "SKIP: $CASCADEFS is not built"; exit 77; }
+# shellcheck source=tests/swarm_lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/swarm_lib.sh"
 
 # mount_fs LOG MOUNTPOINT ARGS...: cascadefs -f in the background; waits
 # (up to 10 s) for the mount; sets MOUNT_PID. Returns 1 if it never appears.
@@ -119,18 +46,4 @@ unmount_fs() {
 # xattr FILE NAME: the value of user.cascade.NAME.
 xattr() {
     getfattr --only-values -n "user.cascade.$2" "$1" 2>/dev/null
-}
-
-# make_data PATH SIZE: pseudo-random content (reproducible per PATH name).
-make_data() {
-    python3 - "$1" "$2" <<'EOF'
-import random, sys
-path, size = sys.argv[1], int(sys.argv[2])
-rng = random.Random(path.rsplit('/', 1)[-1])
-with open(path, 'wb') as f:
-    while size > 0:
-        n = min(size, 1 << 20)
-        f.write(rng.randbytes(n))
-        size -= n
-EOF
 }

@@ -16,28 +16,10 @@ set -euo pipefail
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 build=${1:-$src/build}
 size_mib=${2:-256}
-CASCADE=$build/net/cascade
-TRACKER=$build/net/cascade-tracker
-[ -x "$CASCADE" ] && [ -x "$TRACKER" ] || { echo "build first: $CASCADE, $TRACKER" >&2; exit 1; }
+export CASCADE_BUILD=$build
+# shellcheck source=tests/swarm_lib.sh
+. "$src/tests/swarm_lib.sh"
 
-T=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-
-wait_for() {   # wait_for FILE PATTERN SECONDS
-    local i
-    for ((i = 0; i < $3 * 10; i++)); do
-        grep -q -- "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "timed out waiting for '$2' in $1: $(cat "$1" "${1%.out}.err" 2>/dev/null)" >&2
-    return 1
-}
 now() { date +%s.%N; }
 rate() { awk -v b="$1" -v t0="$2" -v t1="$3" 'BEGIN { printf "%.1f", b / 1e6 / (t1 - t0) }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f%%", 100 * a / b }'; }
@@ -59,23 +41,20 @@ if command -v openssl >/dev/null; then
     t0=$(now); openssl dgst -sha256 "$T/data" >/dev/null; t1=$(now); ossl_rate=$(rate "$bytes" "$t0" "$t1")
 fi
 
-"$TRACKER" --listen 127.0.0.1:0 >"$T/tracker.out" 2>"$T/tracker.err" &
-PIDS+=($!)
-wait_for "$T/tracker.out" 'listening on' 10
-TRK=$(sed -n 's/.*listening on \([0-9.]*:[0-9]*\).*/\1/p' "$T/tracker.out" | head -1)
+start_tracker
 
 # start_seeders N BS: N seeders of f$BS (the same complete data file), own caches.
 SEEDS=()
 start_seeders() {
     local n=$1 bs=$2 i
     for ((i = 0; i < n; i++)); do
-        "$CASCADE" seed "$T/f$bs.cascade" --data "$T/data" -t "$TRK" -l 127.0.0.1:0 \
-            --cache "$T/seedcache-$bs-$i" >"$T/seed$i.out" 2>"$T/seed$i.err" &
-        PIDS+=($!); SEEDS+=($!)
-        wait_for "$T/seed$i.out" 'serving' 30
+        start_seeder "seed$i" "$T/seedcache-$bs-$i" "$T/f$bs.cascade" --data "$T/data"
+        SEEDS+=("$SEEDER_PID")
     done
     # wait until each seeder has adopted (verified) its data and subscribed
-    for ((i = 0; i < n; i++)); do wait_for "$T/seed$i.err" 'blocks held' 120; done
+    for ((i = 0; i < n; i++)); do
+        wait_for_line "$T/seed$i.err" 'blocks held' 120 || die "seeder $i never held its blocks"
+    done
     sleep 1
 }
 stop_seeders() {
@@ -93,7 +72,7 @@ for bs in 1M 64K; do
         start_seeders "$n" "$bs"
         rm -rf "$T/out" "$T/getcache"
         t0=$(now)
-        "$CASCADE" get "$T/f$bs.cascade" -o "$T/out" -t "$TRK" --cache "$T/getcache" -q
+        "$CASCADE" get "$T/f$bs.cascade" -o "$T/out" -t "$TRACKER_ADDR" --cache "$T/getcache" -q
         t1=$(now)
         cmp -s "$T/out" "$T/data" || { echo "get $bs with $n seeders: output differs" >&2; exit 1; }
         r=$(rate "$bytes" "$t0" "$t1")
