@@ -3,7 +3,6 @@
  * client that never reads, idle timeout, the connection cap, removing a
  * store while it is being served, and the stats. */
 #include <errno.h>
-#include <ftw.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +21,7 @@
 #include "cascade/log.h"
 #include "cascade/store.h"
 #include "cascade/util.h"
+#include "support.h"
 #include "net/block_server.h"
 #include "net/sock.h"
 #include "net/wire.h"
@@ -50,15 +50,6 @@ struct fixture {
     struct sockaddr_in addr;
 };
 
-static void fill_random(uint8_t *p, size_t n, unsigned seed)
-{
-    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-    for (size_t i = 0; i < n; i++) {
-        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-        p[i] = (uint8_t)x;
-    }
-}
-
 static uint64_t block_len(const struct file_fixture *ff, uint64_t i)
 {
     return cascade_meta_block_len(&ff->meta, i);
@@ -72,20 +63,7 @@ static const uint8_t *block_data(const struct file_fixture *ff, uint64_t i)
 static void build_file(struct file_fixture *ff, const char *cache, uint64_t size,
                        uint64_t bs, unsigned seed)
 {
-    ff->data = malloc(size);
-    assert_non_null(ff->data);
-    fill_random(ff->data, size, seed);
-    memset(&ff->meta, 0, sizeof ff->meta);
-    ff->meta.size = size;
-    ff->meta.block_size = bs;
-    ff->meta.block_count = (size + bs - 1) / bs;
-    ff->meta.block_hashes = malloc(ff->meta.block_count * CASCADE_HASH_LEN);
-    assert_non_null(ff->meta.block_hashes);
-    for (uint64_t i = 0; i < ff->meta.block_count; i++)
-        assert_int_equal(cascade_sha256(block_data(ff, i), block_len(ff, i),
-                                        ff->meta.block_hashes + i * CASCADE_HASH_LEN), 0);
-    assert_int_equal(cascade_sha256(ff->data, size, ff->meta.target_hash), 0);
-    fill_random(ff->meta.cascade_hash, CASCADE_HASH_LEN, seed + 1000);
+    test_build_meta(&ff->meta, &ff->data, size, bs, seed);
 
     struct cascade_store_options o = {.cache_root = cache};
     char err[CASCADE_ERRLEN] = "";
@@ -122,8 +100,7 @@ static int setup_with(void **state, int idle_ms, int max_conns)
     struct fixture *f = calloc(1, sizeof *f);
     if (!f)
         return -1;
-    snprintf(f->dir, sizeof f->dir, "/tmp/test_block_server.XXXXXX");
-    if (!mkdtemp(f->dir))
+    if (test_make_tmpdir(f->dir, sizeof f->dir, "test_block_server") != 0)
         return -1;
     build_file(&f->small, f->dir, (SMALL_BLOCKS - 1) * SMALL_BS + SMALL_LAST, SMALL_BS, 1);
     for (uint64_t i = 0; i < SMALL_BLOCKS; i++)
@@ -152,17 +129,10 @@ static int setup_two_conns(void **state)
     return setup_with(state, 0, 2);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb; (void)flag; (void)ftw;
-    return remove(path);
-}
-
 static void free_file(struct file_fixture *ff)
 {
     cascade_store_close(ff->store);
-    free(ff->meta.block_hashes);
-    free(ff->data);
+    test_free_meta(&ff->meta, &ff->data);
 }
 
 static int teardown(void **state)
@@ -171,7 +141,7 @@ static int teardown(void **state)
     block_server_stop(f->srv);
     free_file(&f->small);
     free_file(&f->big);
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_remove_tree(f->dir);
     free(f);
     return 0;
 }

@@ -20,34 +20,9 @@
 #include "cascade/meta.h"
 #include "cascade/sha256.h"
 #include "cascade/util.h"
+#include "support.h"
 
 /* ---- helpers ------------------------------------------------------------ */
-
-struct tmp { char dir[64]; };
-
-static int setup_tmp(void **state)
-{
-    struct tmp *t = malloc(sizeof *t);
-    if (!t)
-        return -1;
-    snprintf(t->dir, sizeof t->dir, "/tmp/test_create.XXXXXX");
-    if (!mkdtemp(t->dir)) {
-        free(t);
-        return -1;
-    }
-    *state = t;
-    return 0;
-}
-
-static int teardown_tmp(void **state)
-{
-    struct tmp *t = *state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", t->dir);
-    int rc = system(cmd);
-    free(t);
-    return rc == 0 ? 0 : -1;
-}
 
 static const char *vectors_dir(void)
 {
@@ -148,7 +123,7 @@ static void create_and_cross_check(const char *dir, const uint8_t *data, size_t 
 
 static void test_reproduces_vectors(void **state)
 {
-    struct tmp *t = *state;
+    struct test_tmp *t = *state;
     char manifest[4096], line[1024];
     snprintf(manifest, sizeof manifest, "%s/MANIFEST", vectors_dir());
     FILE *f = fopen(manifest, "r");
@@ -188,7 +163,7 @@ static void test_reproduces_vectors(void **state)
 
 static void test_block_size_one(void **state)
 {
-    struct tmp *t = *state;
+    struct test_tmp *t = *state;
     uint8_t *data = random_bytes(300, 1);
     create_and_cross_check(t->dir, data, 300, 1);
     free(data);
@@ -196,7 +171,7 @@ static void test_block_size_one(void **state)
 
 static void test_block_larger_than_file(void **state)
 {
-    struct tmp *t = *state;
+    struct test_tmp *t = *state;
     uint8_t *data = random_bytes(1000, 2);
     create_and_cross_check(t->dir, data, 1000, 1001);
     create_and_cross_check(t->dir, data, 1000, UINT64_MAX);
@@ -207,7 +182,7 @@ static void test_block_larger_than_file(void **state)
 
 static void test_empty_file(void **state)
 {
-    struct tmp *t = *state;
+    struct test_tmp *t = *state;
     create_and_cross_check(t->dir, (const uint8_t *)"", 0, 1);
     create_and_cross_check(t->dir, (const uint8_t *)"", 0, CASCADE_DEFAULT_BLOCK_SIZE);
 }
@@ -215,7 +190,7 @@ static void test_empty_file(void **state)
 /* Blocks straddle the 1 MiB read chunks at different places. */
 static void test_blocks_straddle_read_chunks(void **state)
 {
-    struct tmp *t = *state;
+    struct test_tmp *t = *state;
     size_t len = 3u * 1024 * 1024 + 17;
     uint8_t *data = random_bytes(len, 3);
     create_and_cross_check(t->dir, data, len, 1000003);
@@ -228,7 +203,7 @@ static void test_blocks_straddle_read_chunks(void **state)
 
 static void test_replaces_existing_output(void **state)
 {
-    struct tmp *t = *state;
+    struct test_tmp *t = *state;
     char data[256], out[256], err[CASCADE_ERRLEN];
     snprintf(data, sizeof data, "%s/d", t->dir);
     snprintf(out, sizeof out, "%s/d.cascade", t->dir);
@@ -244,7 +219,7 @@ static void test_replaces_existing_output(void **state)
 
 static void test_failures_leave_nothing(void **state)
 {
-    struct tmp *t = *state;
+    struct test_tmp *t = *state;
     char data[256], out[256], err[CASCADE_ERRLEN] = "";
     snprintf(data, sizeof data, "%s/absent.bin", t->dir);
     snprintf(out, sizeof out, "%s/absent.bin.cascade", t->dir);
@@ -268,7 +243,7 @@ static void test_failures_leave_nothing(void **state)
 
 static void test_progress_is_fed(void **state)
 {
-    struct tmp *t = *state;
+    struct test_tmp *t = *state;
     char data[256], out[256], err[CASCADE_ERRLEN];
     snprintf(data, sizeof data, "%s/d", t->dir);
     snprintf(out, sizeof out, "%s/d.cascade", t->dir);
@@ -286,7 +261,7 @@ static void test_progress_is_fed(void **state)
 
 int main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup_tmp, teardown_tmp)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup_tmp, test_teardown_tmp)
     const struct CMUnitTest tests[] = {
         T(test_reproduces_vectors),
         T(test_block_size_one),

@@ -5,7 +5,6 @@
  * urgent block jumps the queue, and that with no usable peer the waits
  * give up with the documented errors. No timed assertions: only bounds. */
 #include <errno.h>
-#include <ftw.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -24,6 +23,7 @@
 #include "cascade/sha256.h"
 #include "cascade/store.h"
 #include "cascade/util.h"
+#include "support.h"
 #include "net/block_server.h"
 #include "net/fetcher.h"
 #include "net/sock.h"
@@ -38,40 +38,10 @@ struct fixture {
     struct cascade_store *dst;     /* the store the fetcher fills */
 };
 
-static void fill_random(uint8_t *p, size_t n, unsigned seed)
-{
-    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-    for (size_t i = 0; i < n; i++) {
-        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-        p[i] = (uint8_t)x;
-    }
-}
-
-static uint64_t blen(const struct cascade_meta *m, uint64_t i)
-{
-    uint64_t rest = m->size - i * m->block_size;
-    return rest < m->block_size ? rest : m->block_size;
-}
-
 static void build(struct fixture *f, uint64_t size, uint64_t bs, unsigned seed)
 {
-    strcpy(f->dir, "/tmp/test_fetcher.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    f->data = malloc(size ? size : 1);
-    assert_non_null(f->data);
-    fill_random(f->data, size, seed);
-    memset(&f->meta, 0, sizeof f->meta);
-    f->meta.size = size;
-    f->meta.block_size = bs;
-    f->meta.block_count = (size + bs - 1) / bs;
-    f->meta.block_hashes = malloc(f->meta.block_count * CASCADE_HASH_LEN + 1);
-    assert_non_null(f->meta.block_hashes);
-    for (uint64_t i = 0; i < f->meta.block_count; i++)
-        assert_int_equal(cascade_sha256(f->data + i * bs, blen(&f->meta, i),
-                                        f->meta.block_hashes + i * CASCADE_HASH_LEN), 0);
-    assert_int_equal(cascade_sha256(f->data, size, f->meta.target_hash), 0);
-    f->meta.cascade_hash[0] = (uint8_t)seed;   /* any name will do for these tests */
-    f->meta.cascade_hash[1] = 0xca;
+    assert_int_equal(test_make_tmpdir(f->dir, sizeof f->dir, "test_fetcher"), 0);
+    test_build_meta(&f->meta, &f->data, size, bs, seed);
 
     char cache[128], err[CASCADE_ERRLEN];
     snprintf(cache, sizeof cache, "%s/dst", f->dir);
@@ -96,18 +66,11 @@ static struct cascade_store *source_store(struct fixture *f)
     return st;
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb; (void)flag; (void)ftw;
-    return remove(p);
-}
-
 static void teardown(struct fixture *f)
 {
     cascade_store_close(f->dst);
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(f->data);
-    free(f->meta.block_hashes);
+    test_remove_tree(f->dir);
+    test_free_meta(&f->meta, &f->data);
 }
 
 /* Every block in dst equals the original bytes. */
@@ -116,7 +79,7 @@ static void assert_dst_matches(struct fixture *f)
     uint8_t *buf = malloc(f->meta.block_size);
     assert_non_null(buf);
     for (uint64_t i = 0; i < f->meta.block_count; i++) {
-        uint64_t len = blen(&f->meta, i);
+        uint64_t len = cascade_meta_block_len(&f->meta, i);
         assert_int_equal(cascade_store_read(f->dst, i, 0, buf, len), CASCADE_STORE_OK);
         assert_memory_equal(buf, f->data + i * f->meta.block_size, len);
     }
@@ -194,12 +157,12 @@ static int fake_answer(struct fake_peer *fp, int fd, uint64_t block)
         memcpy(ans + WIRE_PEER_ANSWER_HEADER_LEN, "???", 3);
         return sock_write_full(fd, ans, sizeof ans, 5000, err, sizeof err);
     }
-    uint64_t len = blen(&fx->meta, block) + (fp->mode == FAKE_LONG);
+    uint64_t len = cascade_meta_block_len(&fx->meta, block) + (fp->mode == FAKE_LONG);
     uint8_t *body = calloc(1, WIRE_PEER_ANSWER_HEADER_LEN + len);
     if (!body)
         return -1;
     memcpy(body + WIRE_PEER_ANSWER_HEADER_LEN, fx->data + block * fx->meta.block_size,
-           blen(&fx->meta, block));
+           cascade_meta_block_len(&fx->meta, block));
     if (fp->mode == FAKE_WRONG_HASH)
         body[WIRE_PEER_ANSWER_HEADER_LEN + len / 2] ^= 0x5a;
     /* Header and body in one write: no Nagle/delayed-ACK pause between them. */

@@ -18,6 +18,7 @@
 
 #include "cascade/meta.h"
 #include "cascade/util.h"
+#include "support.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -344,38 +345,12 @@ static void test_block_len_edges(void **state)
 
 /* ---- loading from disk -------------------------------------------------- */
 
-struct tmp { char dir[64]; };
-
-static int setup_tmp(void **state)
-{
-    struct tmp *t = malloc(sizeof *t);
-    if (!t)
-        return -1;
-    snprintf(t->dir, sizeof t->dir, "/tmp/test_meta.XXXXXX");
-    if (!mkdtemp(t->dir)) {
-        free(t);
-        return -1;
-    }
-    *state = t;
-    return 0;
-}
-
-static int teardown_tmp(void **state)
-{
-    struct tmp *t = *state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", t->dir);
-    int rc = system(cmd);
-    free(t);
-    return rc == 0 ? 0 : -1;
-}
-
 /* A header claiming 2^40 blocks on a 100-byte file is refused from the
  * header and the real size alone: nothing close to 32 TiB is allocated
  * (under ASan a huge malloc would abort the test). */
 static void test_lying_header_small_file(void **state)
 {
-    struct tmp *t = *state;
+    struct test_tmp *t = *state;
     char path[128], err[CASCADE_ERRLEN];
     uint8_t buf[100];
     make_header(buf, 1ull << 40, 1);
@@ -392,7 +367,7 @@ static void test_lying_header_small_file(void **state)
 
 static void test_load_names_and_io_errors(void **state)
 {
-    struct tmp *t = *state;
+    struct test_tmp *t = *state;
     char src[4096], path[256], err[CASCADE_ERRLEN];
     struct cascade_meta m;
     size_t len;
@@ -466,8 +441,8 @@ int main(void)
         cmocka_unit_test(test_overflow_near_2_64),
         cmocka_unit_test(test_each_error_in_memory),
         cmocka_unit_test(test_block_len_edges),
-        cmocka_unit_test_setup_teardown(test_lying_header_small_file, setup_tmp, teardown_tmp),
-        cmocka_unit_test_setup_teardown(test_load_names_and_io_errors, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_lying_header_small_file, test_setup_tmp, test_teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_load_names_and_io_errors, test_setup_tmp, test_teardown_tmp),
         cmocka_unit_test(test_fuzz_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,7 +3,6 @@
  * stores, many threads, and kill -9 at random moments. */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -24,6 +23,7 @@
 #include "cascade/store.h"
 #include "cascade/store_record.h"
 #include "cascade/util.h"
+#include "support.h"
 
 /* ---- fixtures: random data, a hand-built meta, a temp folder ------------ */
 
@@ -34,39 +34,11 @@ struct fixture {
     struct cascade_meta meta;
 };
 
-static void fill_random(uint8_t *p, size_t n, unsigned seed)
-{
-    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-    for (size_t i = 0; i < n; i++) {
-        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-        p[i] = (uint8_t)x;
-    }
-}
-
-static uint64_t blen(const struct cascade_meta *m, uint64_t i)
-{
-    uint64_t rest = m->size - i * m->block_size;
-    return rest < m->block_size ? rest : m->block_size;
-}
-
+/* (Re)builds f->data and f->meta: random bytes and their hashes. */
 static void build_meta(struct fixture *f, uint64_t size, uint64_t bs, unsigned seed)
 {
-    free(f->data);
-    free(f->meta.block_hashes);
-    f->data = malloc(size ? size : 1);
-    assert_non_null(f->data);
-    fill_random(f->data, size, seed);
-    memset(&f->meta, 0, sizeof f->meta);
-    f->meta.size = size;
-    f->meta.block_size = bs;
-    f->meta.block_count = (size + bs - 1) / bs;
-    f->meta.block_hashes = malloc(f->meta.block_count * CASCADE_HASH_LEN + 1);
-    assert_non_null(f->meta.block_hashes);
-    for (uint64_t i = 0; i < f->meta.block_count; i++)
-        assert_int_equal(cascade_sha256(f->data + i * bs, blen(&f->meta, i),
-                                        f->meta.block_hashes + i * CASCADE_HASH_LEN), 0);
-    assert_int_equal(cascade_sha256(f->data, size, f->meta.target_hash), 0);
-    fill_random(f->meta.cascade_hash, CASCADE_HASH_LEN, seed + 1000);
+    test_free_meta(&f->meta, &f->data);
+    test_build_meta(&f->meta, &f->data, size, bs, seed);
 }
 
 static int setup(void **state)
@@ -74,26 +46,18 @@ static int setup(void **state)
     struct fixture *f = calloc(1, sizeof *f);
     if (!f)
         return -1;
-    snprintf(f->dir, sizeof f->dir, "/tmp/test_store.XXXXXX");
-    if (!mkdtemp(f->dir))
+    if (test_make_tmpdir(f->dir, sizeof f->dir, "test_store") != 0)
         return -1;
     snprintf(f->cache, sizeof f->cache, "%s/cache", f->dir);
     *state = f;
     return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb; (void)flag; (void)ftw;
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(f->data);
-    free(f->meta.block_hashes);
+    test_remove_tree(f->dir);
+    test_free_meta(&f->meta, &f->data);
     free(f);
     return 0;
 }
@@ -114,7 +78,7 @@ static struct cascade_store *open_store(struct fixture *f, const char *data_path
 
 static int put_block(struct cascade_store *st, struct fixture *f, uint64_t i)
 {
-    return cascade_store_put(st, i, f->data + i * f->meta.block_size, blen(&f->meta, i));
+    return cascade_store_put(st, i, f->data + i * f->meta.block_size, cascade_meta_block_len(&f->meta, i));
 }
 
 /* Every held block reads back exactly the bytes of the target file. */
@@ -127,8 +91,8 @@ static void assert_held_blocks_correct(struct cascade_store *st, struct fixture 
         if (!cascade_store_has(st, i))
             continue;
         held++;
-        assert_int_equal(cascade_store_read(st, i, 0, buf, blen(&f->meta, i)), CASCADE_STORE_OK);
-        assert_memory_equal(buf, f->data + i * f->meta.block_size, blen(&f->meta, i));
+        assert_int_equal(cascade_store_read(st, i, 0, buf, cascade_meta_block_len(&f->meta, i)), CASCADE_STORE_OK);
+        assert_memory_equal(buf, f->data + i * f->meta.block_size, cascade_meta_block_len(&f->meta, i));
     }
     assert_int_equal(held, cascade_store_held_count(st));
     free(buf);
@@ -655,7 +619,7 @@ static void *worker_main(void *arg)
     }
     for (int n = 0; n < ITERATIONS; n++) {
         uint64_t i = (uint64_t)rand_r(&w->seed) % m->block_count;
-        size_t len = (size_t)blen(m, i);
+        size_t len = (size_t)cascade_meta_block_len(m, i);
         const uint8_t *want = w->f->data + i * m->block_size;
         int op = rand_r(&w->seed) % 8;
         if (op < 2) {
@@ -766,8 +730,7 @@ static int kill_child_main(const char *cache, unsigned seed, int ready_fd)
     for (int t = 0; t < 3; t++)
         pthread_join(tids[t], NULL);
     cascade_store_close(st);
-    free(f.data);
-    free(f.meta.block_hashes);
+    test_free_meta(&f.meta, &f.data);
     return 0;
 }
 
@@ -813,13 +776,13 @@ static void test_kill9_never_leaves_wrong_marks(void **state)
         for (uint64_t i = 0; i < f->meta.block_count; i++) {
             if (!cascade_store_has(st, i))
                 continue;
-            assert_int_equal(cascade_store_read(st, i, 0, buf, blen(&f->meta, i)), 0);
-            assert_int_equal(cascade_sha256(buf, blen(&f->meta, i), h), 0);
+            assert_int_equal(cascade_store_read(st, i, 0, buf, cascade_meta_block_len(&f->meta, i)), 0);
+            assert_int_equal(cascade_sha256(buf, cascade_meta_block_len(&f->meta, i), h), 0);
             assert_memory_equal(h, f->meta.block_hashes + i * CASCADE_HASH_LEN, sizeof h);
         }
         cascade_store_close(st);
         /* Next round starts from empty, so the child is killed mid-fill again. */
-        nftw(f->cache, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        assert_int_equal(test_remove_tree(f->cache), 0);
     }
 }
 
