@@ -685,12 +685,28 @@ int cascade_store_read(struct cascade_store *st, uint64_t idx, uint64_t off,
     uint64_t blen = store_block_len(st->meta, idx), end;
     if (idx >= st->meta->block_count || cascade_add_overflows(off, len, &end) || end > blen)
         return CASCADE_STORE_ERANGE;
-    if (!cascade_store_has(st, idx))
+    return cascade_store_read_range(st, idx * st->meta->block_size + off, buf, len);
+}
+
+int cascade_store_read_range(struct cascade_store *st, uint64_t off, void *buf, size_t len)
+{
+    uint64_t end;
+    if (cascade_add_overflows(off, len, &end) || end > st->meta->size)
+        return CASCADE_STORE_ERANGE;
+    if (len == 0)
+        return CASCADE_STORE_OK;
+    uint64_t first = off / st->meta->block_size, last = (end - 1) / st->meta->block_size;
+    bool held = true;
+    pthread_mutex_lock(&st->lock);
+    for (uint64_t b = first; held && b <= last; b++)
+        held = bit_get(st->held, b);
+    pthread_mutex_unlock(&st->lock);
+    if (!held)
         return CASCADE_STORE_MISSING;
-    if (cascade_pread_full(st->data_fd, buf, len, idx * st->meta->block_size + off) < 0) {
+    if (cascade_pread_full(st->data_fd, buf, len, off) < 0) {
         if (errno == ENODATA)
             errno = EIO;
-        log_error("store: read block %llu from %s: %s", (unsigned long long)idx,
+        log_error("store: read of %zu bytes at %llu from %s: %s", len, (unsigned long long)off,
                   st->data_path, strerror(errno));
         return CASCADE_STORE_EIO;
     }

@@ -61,6 +61,10 @@ int cascade_store_put(struct cascade_store *st, uint64_t idx, const void *data, 
  * Returns OK, MISSING (buf untouched), ERANGE or EIO. */
 int cascade_store_read(struct cascade_store *st, uint64_t idx, uint64_t off,
                        void *buf, size_t len);
+/* Copy len bytes at byte offset off of the data file into buf with one
+ * read, when every block under them is held (a reader's request spanning
+ * many small blocks). Returns OK, MISSING (buf untouched), ERANGE or EIO. */
+int cascade_store_read_range(struct cascade_store *st, uint64_t off, void *buf, size_t len);
 
 bool cascade_store_has(struct cascade_store *st, uint64_t idx);
 uint64_t cascade_store_held_count(struct cascade_store *st);

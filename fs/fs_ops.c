@@ -254,39 +254,26 @@ static void read_ahead(struct fs_handle *h, uint64_t off, uint64_t len)
     fetcher_want(f->fetcher, first, last - first + 1, FETCH_PREFETCH);
 }
 
-/* Copy the part of block b inside [off, off+len) into buf, waiting for the
- * block until deadline_ms. 0 or a negative errno. */
-static int read_block(struct fs_mount *m, struct fs_handle *h, uint64_t b, uint64_t off,
-                      uint64_t len, char *buf, uint64_t deadline_ms)
+/* Wait until block b is held, at most until deadline_ms. 0 or -EIO. */
+static int wait_for_block(struct fs_mount *m, struct fs_handle *h, uint64_t b,
+                          uint64_t deadline_ms)
 {
     struct fs_file *f = h->file;
-    uint64_t bstart = b * f->meta.block_size;
-    uint64_t from = off > bstart ? off : bstart;
-    uint64_t bend = bstart + cascade_meta_block_len(&f->meta, b);
-    uint64_t to = off + len < bend ? off + len : bend;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        int rc = cascade_store_read(f->store, b, from - bstart, buf + (from - off), to - from);
-        if (rc == CASCADE_STORE_OK)
-            return 0;
-        if (rc != CASCADE_STORE_MISSING) {
-            log_error("%s: reading block %llu from the store failed (%d)", f->meta.name,
-                      (unsigned long long)b, rc);
-            return -EIO;
-        }
-        if (recently_failed(h, b))
-            return -EIO;
-        uint64_t now = cascade_now_ms();
-        int left = now < deadline_ms ? (int)(deadline_ms - now) : 0;
-        rc = fetcher_wait(f->fetcher, b, left);
-        if (rc != 0) {
-            log_warn("%s: block %llu not received within %d ms: %s", f->meta.name,
-                     (unsigned long long)b, m->timeout_ms,
-                     rc == -ETIMEDOUT ? "no peer delivered it" : "shutting down");
-            note_failure(h, b);
-            return -EIO;
-        }
+    if (cascade_store_has(f->store, b))
+        return 0;
+    if (recently_failed(h, b))
+        return -EIO;
+    uint64_t now = cascade_now_ms();
+    int left = now < deadline_ms ? (int)(deadline_ms - now) : 0;
+    int rc = fetcher_wait(f->fetcher, b, left);
+    if (rc != 0) {
+        log_warn("%s: block %llu not received within %d ms: %s", f->meta.name,
+                 (unsigned long long)b, m->timeout_ms,
+                 rc == -ETIMEDOUT ? "no peer delivered it" : "shutting down");
+        note_failure(h, b);
+        return -EIO;
     }
-    return -EIO;
+    return 0;
 }
 
 static int fs_read(const char *path, char *buf, size_t size, off_t off,
@@ -310,9 +297,16 @@ static int fs_read(const char *path, char *buf, size_t size, off_t off,
     /* One deadline for the whole read: a read of many blocks still ends. */
     uint64_t deadline = cascade_now_ms() + (uint64_t)m->timeout_ms;
     for (uint64_t b = b0; b <= b1; b++) {
-        int rc = read_block(m, h, b, (uint64_t)off, len, buf, deadline);
+        int rc = wait_for_block(m, h, b, deadline);
         if (rc < 0)
             return rc;
+    }
+    /* Held blocks stay held, so the whole span is one read now. */
+    int rc = cascade_store_read_range(f->store, (uint64_t)off, buf, len);
+    if (rc != CASCADE_STORE_OK) {
+        log_error("%s: reading %llu bytes at %lld from the store failed (%d)", f->meta.name,
+                  (unsigned long long)len, (long long)off, rc);
+        return -EIO;
     }
     return (int)len;
 }

@@ -209,6 +209,42 @@ static void test_read_offsets(void **state)
     cascade_store_close(st);
 }
 
+/* A span over several blocks reads in one go only when all of them are held. */
+static void test_read_range(void **state)
+{
+    struct fixture *f = *state;
+    build_meta(f, 5 * 1024 + 7, 1024, 17);   /* 6 blocks, the last is 7 bytes */
+    struct cascade_store *st = open_store(f, NULL, false);
+    for (uint64_t i = 0; i < f->meta.block_count; i++)
+        if (i != 2)
+            assert_int_equal(put_block(st, f, i), CASCADE_STORE_OK);
+
+    uint8_t buf[6 * 1024];
+    assert_int_equal(cascade_store_read_range(st, 0, buf, 2048), CASCADE_STORE_OK);
+    assert_memory_equal(buf, f->data, 2048);
+    assert_int_equal(cascade_store_read_range(st, 3 * 1024 + 5, buf, 2 * 1024 + 2),
+                     CASCADE_STORE_OK);   /* to the last byte, through the short block */
+    assert_memory_equal(buf, f->data + 3 * 1024 + 5, 2 * 1024 + 2);
+    assert_int_equal(cascade_store_read_range(st, f->meta.size, buf, 0), CASCADE_STORE_OK);
+
+    /* One byte of the missing block anywhere in the span: MISSING, buffer untouched. */
+    memset(buf, 0xAA, sizeof buf);
+    assert_int_equal(cascade_store_read_range(st, 1024, buf, 1025), CASCADE_STORE_MISSING);
+    assert_int_equal(cascade_store_read_range(st, 3 * 1024 - 1, buf, 2), CASCADE_STORE_MISSING);
+    for (size_t i = 0; i < sizeof buf; i++)
+        assert_int_equal(buf[i], 0xAA);
+
+    /* Past the end of the file, and offset overflow. */
+    assert_int_equal(cascade_store_read_range(st, 4 * 1024, buf, 1024 + 8), CASCADE_STORE_ERANGE);
+    assert_int_equal(cascade_store_read_range(st, f->meta.size + 1, buf, 0), CASCADE_STORE_ERANGE);
+    assert_int_equal(cascade_store_read_range(st, UINT64_MAX, buf, 2), CASCADE_STORE_ERANGE);
+
+    assert_int_equal(put_block(st, f, 2), CASCADE_STORE_OK);
+    assert_int_equal(cascade_store_read_range(st, 0, buf, f->meta.size), CASCADE_STORE_OK);
+    assert_memory_equal(buf, f->data, f->meta.size);
+    cascade_store_close(st);
+}
+
 static void test_empty_file(void **state)
 {
     struct fixture *f = *state;
@@ -796,6 +832,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_put_read_has, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_refuses_wrong_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_offsets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_range, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_folders_and_default_root, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_resumes, setup, teardown),
