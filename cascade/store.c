@@ -688,8 +688,7 @@ int cascade_store_read(struct cascade_store *st, uint64_t idx, uint64_t off,
     return cascade_store_read_range(st, idx * st->meta->block_size + off, buf, len);
 }
 
-/* OK when every block under [off, off+len) is held; else MISSING or ERANGE. */
-static int store_check_range(struct cascade_store *st, uint64_t off, uint64_t len)
+int cascade_store_has_range(struct cascade_store *st, uint64_t off, uint64_t len)
 {
     uint64_t end;
     if (cascade_add_overflows(off, len, &end) || end > st->meta->size)
@@ -707,7 +706,7 @@ static int store_check_range(struct cascade_store *st, uint64_t off, uint64_t le
 
 int cascade_store_read_range(struct cascade_store *st, uint64_t off, void *buf, size_t len)
 {
-    int rc = store_check_range(st, off, len);
+    int rc = cascade_store_has_range(st, off, len);
     if (rc != CASCADE_STORE_OK || len == 0)
         return rc;
     if (cascade_pread_full(st->data_fd, buf, len, off) < 0) {

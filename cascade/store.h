@@ -66,6 +66,9 @@ int cascade_store_read(struct cascade_store *st, uint64_t idx, uint64_t off,
  * many small blocks). Returns OK, MISSING (buf untouched), ERANGE or EIO. */
 int cascade_store_read_range(struct cascade_store *st, uint64_t off, void *buf, size_t len);
 
+/* OK when every block under bytes [off, off+len) is held (a reader may then
+ * take them straight from cascade_store_data_fd), else MISSING or ERANGE. */
+int cascade_store_has_range(struct cascade_store *st, uint64_t off, uint64_t len);
 bool cascade_store_has(struct cascade_store *st, uint64_t idx);
 uint64_t cascade_store_held_count(struct cascade_store *st);
 bool cascade_store_complete(struct cascade_store *st);

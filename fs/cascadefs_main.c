@@ -42,7 +42,8 @@
 
 enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
-/* Matches the 1 MiB max_readahead asked for in init (fs_ops.c). */
+/* One or two read requests (fs_ops.c asks for 1 MiB, or 512 KiB when it
+ * splices): one in flight while the reader consumes the other. */
 #define FS_KERNEL_READAHEAD_KIB 1024
 
 /* Pipe to the waiting parent (-1 in the foreground). */
@@ -274,6 +275,7 @@ int main(int argc, char **argv)
     if (check_mountpoint(cmd.mountpoint) != 0 || add_mount_names(&args, &m.files[0]) != 0)
         goto out_files;
     m.timeout_ms = (int)(opts.timeout > 86400 ? 86400 : opts.timeout) * 1000;
+    m.splice_allowed = !opts.nosplice;
     m.readahead_blocks = opts.readahead;
 
     fuse = fuse_new(&args, &fs_operations, sizeof fs_operations, &m);

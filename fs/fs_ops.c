@@ -9,10 +9,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "cascade/log.h"
 #include "cascade/util.h"
@@ -21,8 +23,14 @@
 
 /* Attributes and names never change while mounted: let the kernel keep them. */
 #define FS_CACHE_TIMEOUT_S 86400.0
-/* What the kernel may ask per request and read ahead by itself. */
+/* What the kernel may ask per request when replies are copied. */
 #define FS_MAX_IO (1u << 20)
+/* ... and when they are spliced: libfuse splices a reply only when its pipe
+ * can grow to hold all of it, and the default pipe-max-size is 1 MiB, so
+ * 512 KiB requests fit where 1 MiB ones never do. */
+#define FS_MAX_SPLICED_IO (1u << 19)
+/* libfuse's pipe also carries the reply header: a few pages. */
+#define FS_SPLICE_PIPE_BYTES (FS_MAX_SPLICED_IO + (1u << 16))
 
 /* After a read timed out on a block, the kernel at once asks again for the
  * page it could not fill; for this long, a wait on that same block fails at
@@ -80,21 +88,46 @@ static bool is_root(const char *path)
 
 /* ---- setup ---------------------------------------------------------------- */
 
+/* Whether a pipe of this process can grow to FS_SPLICE_PIPE_BYTES. When it
+ * cannot (a lower pipe-max-size, or the user's pipe pages used up), libfuse
+ * would copy each reply through a fresh buffer, slower than our own read. */
+static bool pipe_can_hold_reply(void)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return false;
+    int got = fcntl(p[0], F_SETPIPE_SZ, (int)FS_SPLICE_PIPE_BYTES);
+    close(p[0]);
+    close(p[1]);
+    return got >= (int)FS_SPLICE_PIPE_BYTES;
+}
+
 static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
+    struct fs_mount *m = current_mount();
     /* Content never changes: keep pages across opens, attributes for long. */
     cfg->kernel_cache = 1;
     cfg->entry_timeout = FS_CACHE_TIMEOUT_S;
     cfg->attr_timeout = FS_CACHE_TIMEOUT_S;
     cfg->negative_timeout = FS_CACHE_TIMEOUT_S;
     cfg->use_ino = 0;
-    /* Large requests: fewer round trips per byte on a cold sequential read. */
-    conn->max_readahead = FS_MAX_IO;
-    if (conn->max_write > FS_MAX_IO)
-        conn->max_write = FS_MAX_IO;
+    /* Held data goes from the data file to the kernel without passing
+     * through our memory: one copy fewer per read. */
+    bool splice = m->splice_allowed && (conn->capable & FUSE_CAP_SPLICE_WRITE) &&
+                  pipe_can_hold_reply();
+    if (splice)
+        conn->want |= FUSE_CAP_SPLICE_WRITE;
+    /* Large requests: fewer round trips per byte on a cold sequential read.
+     * (max_write also sets the kernel's limit on a read request.) */
+    unsigned max_io = splice ? FS_MAX_SPLICED_IO : FS_MAX_IO;
+    conn->max_readahead = max_io;
+    if (conn->max_write > max_io)
+        conn->max_write = max_io;
     if (conn->capable & FUSE_CAP_ASYNC_READ)
         conn->want |= FUSE_CAP_ASYNC_READ;
-    return current_mount();
+    atomic_store(&m->reply_by_splice, splice);
+    log_info("read replies %s", splice ? "spliced from the data file" : "copied through memory");
+    return m;
 }
 
 /* ---- metadata ------------------------------------------------------------- */
@@ -276,8 +309,38 @@ static int wait_for_block(struct fs_mount *m, struct fs_handle *h, uint64_t b,
     return 0;
 }
 
-static int fs_read(const char *path, char *buf, size_t size, off_t off,
-                   struct fuse_file_info *fi)
+/* A reply of len bytes at off from the data file: by reference when libfuse
+ * can splice it, else read into memory now. Every block under it is held. */
+static int reply_from_store(struct fs_mount *m, struct fs_file *f, uint64_t off, uint64_t len,
+                            struct fuse_bufvec *bv)
+{
+    if (atomic_load(&m->reply_by_splice)) {
+        /* Held blocks stay held, so the bytes libfuse splices are verified. */
+        if (cascade_store_has_range(f->store, off, len) != CASCADE_STORE_OK)
+            return -EIO;
+        bv->buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+        bv->buf[0].fd = cascade_store_data_fd(f->store);
+        bv->buf[0].pos = (off_t)off;
+        bv->buf[0].size = len;
+        return 0;
+    }
+    void *mem = malloc(len);   /* freed by libfuse after the reply */
+    if (!mem)
+        return -ENOMEM;
+    int rc = cascade_store_read_range(f->store, off, mem, len);
+    if (rc != CASCADE_STORE_OK) {
+        free(mem);
+        log_error("%s: reading %llu bytes at %llu from the store failed (%d)", f->meta.name,
+                  (unsigned long long)len, (unsigned long long)off, rc);
+        return -EIO;
+    }
+    bv->buf[0].mem = mem;
+    bv->buf[0].size = len;
+    return 0;
+}
+
+static int fs_read_buf(const char *path, struct fuse_bufvec **bufp, size_t size, off_t off,
+                       struct fuse_file_info *fi)
 {
     (void)path;
     struct fs_mount *m = current_mount();
@@ -285,6 +348,11 @@ static int fs_read(const char *path, char *buf, size_t size, off_t off,
     struct fs_file *f = h->file;
     if (off < 0)
         return -EINVAL;
+    struct fuse_bufvec *bv = malloc(sizeof *bv);   /* freed by libfuse */
+    if (!bv)
+        return -ENOMEM;
+    *bv = (struct fuse_bufvec)FUSE_BUFVEC_INIT(0);
+    *bufp = bv;
     if ((uint64_t)off >= f->meta.size || size == 0)
         return 0;
     uint64_t len = f->meta.size - (uint64_t)off;
@@ -301,14 +369,7 @@ static int fs_read(const char *path, char *buf, size_t size, off_t off,
         if (rc < 0)
             return rc;
     }
-    /* Held blocks stay held, so the whole span is one read now. */
-    int rc = cascade_store_read_range(f->store, (uint64_t)off, buf, len);
-    if (rc != CASCADE_STORE_OK) {
-        log_error("%s: reading %llu bytes at %lld from the store failed (%d)", f->meta.name,
-                  (unsigned long long)len, (long long)off, rc);
-        return -EIO;
-    }
-    return (int)len;
+    return reply_from_store(m, f, (uint64_t)off, len, bv);
 }
 
 /* ---- status --------------------------------------------------------------- */
@@ -424,7 +485,7 @@ const struct fuse_operations fs_operations = {
     .readdir = fs_readdir,
     .statfs = fs_statfs,
     .open = fs_open,
-    .read = fs_read,
+    .read_buf = fs_read_buf,
     .release = fs_release,
     .getxattr = fs_getxattr,
     .listxattr = fs_listxattr,

@@ -15,6 +15,7 @@
 #define FUSE_USE_VERSION 31
 #include <fuse.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -45,6 +46,8 @@ struct fs_mount {
     uid_t uid;                     /* owner shown for every entry */
     gid_t gid;
     time_t mount_time;             /* mtime of the root folder */
+    bool splice_allowed;           /* false with -o nosplice */
+    atomic_bool reply_by_splice;   /* set once by init: see fs_ops.c */
 };
 
 /* The table of operations; private_data of fuse_new must be a struct fs_mount. */

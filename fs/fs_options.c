@@ -24,6 +24,7 @@ static const struct fuse_opt fs_opt_table[] = {
     FS_OPT("readahead=%u", readahead, 0),
     FS_OPT("timeout=%u", timeout, 0),
     FS_OPT("fill", fill, 1),
+    FS_OPT("nosplice", nosplice, 1),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -50,6 +51,8 @@ void fs_options_usage(const char *prog, FILE *out)
         "    -o readahead=N         first sequential read-ahead window in blocks\n"
         "                           (default %d; doubles up to 64 MiB; 0 turns it off)\n"
         "    -o fill                fetch every block in the background\n"
+        "    -o nosplice            copy read replies through memory instead of\n"
+        "                           splicing them from the data file (slower)\n"
         "    -o timeout=SECONDS     a read waits this long for its blocks, then\n"
         "                           fails with EIO (default %d)\n"
         "    -f                     stay in the foreground (log to stderr)\n"

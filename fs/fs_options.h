@@ -30,6 +30,7 @@ struct fs_options {
     unsigned readahead;     /* -o readahead=N: first read-ahead window, in blocks */
     unsigned timeout;       /* -o timeout=SECONDS: a read waits this long, then EIO */
     int fill;               /* -o fill: fetch every block in the background */
+    int nosplice;           /* -o nosplice: copy read replies through memory */
     int show_help;
     int show_version;
 

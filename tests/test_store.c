@@ -233,6 +233,10 @@ static void test_read_range(void **state)
     assert_int_equal(cascade_store_read_range(st, 3 * 1024 - 1, buf, 2), CASCADE_STORE_MISSING);
     for (size_t i = 0; i < sizeof buf; i++)
         assert_int_equal(buf[i], 0xAA);
+    /* The same answers from the check alone (what a splicing reader uses). */
+    assert_int_equal(cascade_store_has_range(st, 3 * 1024 + 5, 2 * 1024 + 2), CASCADE_STORE_OK);
+    assert_int_equal(cascade_store_has_range(st, 3 * 1024 - 1, 2), CASCADE_STORE_MISSING);
+    assert_int_equal(cascade_store_has_range(st, 4 * 1024, 1024 + 8), CASCADE_STORE_ERANGE);
 
     /* Past the end of the file, and offset overflow. */
     assert_int_equal(cascade_store_read_range(st, 4 * 1024, buf, 1024 + 8), CASCADE_STORE_ERANGE);
