@@ -314,29 +314,32 @@ static int wait_for_block(struct fs_mount *m, struct fs_handle *h, uint64_t b,
 static int reply_from_store(struct fs_mount *m, struct fs_file *f, uint64_t off, uint64_t len,
                             struct fuse_bufvec *bv)
 {
+    int rc;
     if (atomic_load(&m->reply_by_splice)) {
         /* Held blocks stay held, so the bytes libfuse splices are verified. */
-        if (cascade_store_has_range(f->store, off, len) != CASCADE_STORE_OK)
-            return -EIO;
-        bv->buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-        bv->buf[0].fd = cascade_store_data_fd(f->store);
-        bv->buf[0].pos = (off_t)off;
-        bv->buf[0].size = len;
-        return 0;
-    }
-    void *mem = malloc(len);   /* freed by libfuse after the reply */
-    if (!mem)
-        return -ENOMEM;
-    int rc = cascade_store_read_range(f->store, off, mem, len);
-    if (rc != CASCADE_STORE_OK) {
+        rc = cascade_store_has_range(f->store, off, len);
+        if (rc == CASCADE_STORE_OK) {
+            bv->buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+            bv->buf[0].fd = cascade_store_data_fd(f->store);
+            bv->buf[0].pos = (off_t)off;
+            bv->buf[0].size = len;
+            return 0;
+        }
+    } else {
+        void *mem = malloc(len);   /* freed by libfuse after the reply */
+        if (!mem)
+            return -ENOMEM;
+        rc = cascade_store_read_range(f->store, off, mem, len);
+        if (rc == CASCADE_STORE_OK) {
+            bv->buf[0].mem = mem;
+            bv->buf[0].size = len;
+            return 0;
+        }
         free(mem);
-        log_error("%s: reading %llu bytes at %llu from the store failed (%d)", f->meta.name,
-                  (unsigned long long)len, (unsigned long long)off, rc);
-        return -EIO;
     }
-    bv->buf[0].mem = mem;
-    bv->buf[0].size = len;
-    return 0;
+    log_error("%s: reading %llu bytes at %llu from the store failed (%d)", f->meta.name,
+              (unsigned long long)len, (unsigned long long)off, rc);
+    return -EIO;
 }
 
 static int fs_read_buf(const char *path, struct fuse_bufvec **bufp, size_t size, off_t off,
