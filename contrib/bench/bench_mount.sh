@@ -7,7 +7,8 @@
 #
 #   contrib/bench/bench_mount.sh [BUILD_DIR]     (default: build)
 # Env: SIZE_MB (256), BLOCK (1M), RANDOM_READS (200), ROUNDS (3 cold rounds),
-# WARM_PAIRS (11; a warm read takes only ~0.1 s, so noise needs more of them). Throughput ratios are medians of per-round ratios.
+# WARM_PAIRS (11; a warm read takes only ~0.1 s, so noise needs more of them).
+# Throughput ratios are medians of per-round ratios.
 set -u
 SRC_ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 export CASCADE_BUILD=$(cd "${1:-$SRC_ROOT/build}" && pwd)
@@ -23,9 +24,12 @@ SIZE=$((SIZE_MB * 1024 * 1024))
 now() { date +%s.%N; }
 mbps() { python3 -c "import sys; print('%.1f' % ($SIZE / 1048576 / float(sys.argv[1])))" "$1"; }
 elapsed() { python3 -c "import sys; print('%.3f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$1" "$2"; }
-ratio() { python3 -c "import sys; print('%.0f%%' % (100 * float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2"; }
+# share A B: A / B (of two times: the throughput of the second as a share of the first).
+share() { python3 -c "import sys; print(float(sys.argv[1]) / float(sys.argv[2]))" "$1" "$2"; }
 # pct X...: each share as a percentage.
 pct() { python3 -c "import sys; print(' '.join('%.0f%%' % (100 * float(x)) for x in sys.argv[1:]))" "$@"; }
+# ratio A B: A / B as a percentage.
+ratio() { pct "$(share "$1" "$2")"; }
 
 mkdir -p "$T/src"
 echo "preparing a $SIZE_MB MiB file, blocks of $BLOCK ..."
@@ -47,8 +51,6 @@ timed_cat() {
 }
 # median X...: the middle value (of an odd count; the upper middle otherwise).
 median() { python3 -c "import sys; v = sorted(map(float, sys.argv[1:])); print(v[len(v) // 2])" "$@"; }
-# pair_ratio FAST_S SLOW_S: throughput of the second as a share of the first.
-pair_ratio() { python3 -c "import sys; print(float(sys.argv[1]) / float(sys.argv[2]))" "$1" "$2"; }
 
 # ---- cold: cascade get vs cat through a fresh mount, ROUNDS times in turn,
 # each on fresh caches; the figure is the median of the per-round ratios, so
@@ -68,7 +70,7 @@ for r in $(seq "$ROUNDS"); do
     cold_s=$(timed_cat "$M/bench")
     unmount_fs "$M" "$MOUNT_PID"
     get_times+=("$get_s") cold_times+=("$cold_s")
-    cold_ratios+=("$(pair_ratio "$get_s" "$cold_s")")
+    cold_ratios+=("$(share "$get_s" "$cold_s")")
 done
 get_s=$(median "${get_times[@]}")
 cold_s=$(median "${cold_times[@]}")
@@ -89,7 +91,7 @@ for r in $(seq "$WARM_PAIRS"); do
     drop_caches || cat "$DATA" >/dev/null
     plain_s=$(timed_cat "$DATA")
     warm_times+=("$warm_s") plain_times+=("$plain_s")
-    warm_ratios+=("$(pair_ratio "$plain_s" "$warm_s")")
+    warm_ratios+=("$(share "$plain_s" "$warm_s")")
 done
 warm_s=$(median "${warm_times[@]}")
 plain_s=$(median "${plain_times[@]}")
