@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cascade/bitmap.h"
 #include "cascade/log.h"
 #include "cascade/store_record.h"
 #include "cascade/util.h"
@@ -70,30 +71,6 @@ struct cascade_store {
 };
 
 /* ---- small helpers ---------------------------------------------------- */
-
-static uint64_t store_block_len(const struct cascade_meta *m, uint64_t idx)
-{
-    if (idx >= m->block_count)
-        return 0;
-    uint64_t off = idx * m->block_size;
-    uint64_t rest = m->size - off;
-    return rest < m->block_size ? rest : m->block_size;
-}
-
-static bool bit_get(const uint8_t *bits, uint64_t i)
-{
-    return (bits[i / 8] >> (i % 8)) & 1;
-}
-
-static void bit_set(uint8_t *bits, uint64_t i)
-{
-    bits[i / 8] |= (uint8_t)(1u << (i % 8));
-}
-
-static void bit_clear(uint8_t *bits, uint64_t i)
-{
-    bits[i / 8] &= (uint8_t)~(1u << (i % 8));
-}
 
 static bool block_matches(const struct cascade_meta *m, uint64_t idx,
                           const void *data, size_t len)
@@ -250,21 +227,13 @@ static uint64_t store_drop_blocks_past(struct cascade_store *st, uint64_t file_s
     uint64_t dropped = 0;
     const struct cascade_meta *m = st->meta;
     for (uint64_t i = 0; i < m->block_count; i++) {
-        uint64_t end = i * m->block_size + store_block_len(m, i);
-        if (bit_get(st->held, i) && end > file_size) {
-            bit_clear(st->held, i);
+        uint64_t end = i * m->block_size + cascade_meta_block_len(m, i);
+        if (bitmap_get(st->held, i) && end > file_size) {
+            bitmap_clear(st->held, i);
             dropped++;
         }
     }
     return dropped;
-}
-
-static uint64_t count_bits(const uint8_t *bits, size_t len)
-{
-    uint64_t n = 0;
-    for (size_t i = 0; i < len; i++)
-        n += (uint64_t)__builtin_popcount(bits[i]);
-    return n;
 }
 
 /* The data file is not the one the record was written for (moved, copied,
@@ -273,17 +242,17 @@ static uint64_t count_bits(const uint8_t *bits, size_t len)
 static int64_t store_recheck_held(struct cascade_store *st)
 {
     const struct cascade_meta *m = st->meta;
-    uint8_t *buf = malloc(m->block_count ? (size_t)store_block_len(m, 0) : 1);
+    uint8_t *buf = malloc(m->block_count ? (size_t)cascade_meta_block_len(m, 0) : 1);
     if (!buf)
         return -1;
     int64_t dropped = 0;
     for (uint64_t i = 0; i < m->block_count; i++) {
-        if (!bit_get(st->held, i))
+        if (!bitmap_get(st->held, i))
             continue;
-        size_t len = (size_t)store_block_len(m, i);
+        size_t len = (size_t)cascade_meta_block_len(m, i);
         if (cascade_pread_full(st->data_fd, buf, len, i * m->block_size) < 0 ||
             !block_matches(m, i, buf, len)) {
-            bit_clear(st->held, i);
+            bitmap_clear(st->held, i);
             dropped++;
         }
     }
@@ -367,7 +336,7 @@ static int store_open_record(struct cascade_store *st, uint64_t data_size,
     }
     if (state == CASCADE_RECORD_NONE)
         log_debug("store: no matching held record in %s; starting empty", st->dir);
-    st->held_count = count_bits(st->held, st->bits_len);
+    st->held_count = bitmap_count(st->held, st->bits_len);
     if (!owned) {
         close(st->record_fd);
         st->record_fd = -1;
@@ -457,17 +426,6 @@ static bool flush_due(const struct cascade_store *st, uint64_t now)
             now - st->pending_since_ms >= FLUSH_AGE_MS);
 }
 
-static void deadline_in_ms(struct timespec *ts, uint64_t ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += (time_t)(ms / 1000);
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 /* Background flusher: wakes when a put says enough is pending, or at the
  * latest FLUSH_AGE_MS after the oldest pending mark. */
 static void *store_flusher_main(void *arg)
@@ -481,7 +439,7 @@ static void *store_flusher_main(void *arg)
             if (st->pending_blocks > 0)
                 wait = st->pending_since_ms + FLUSH_AGE_MS - now;
             struct timespec ts;
-            deadline_in_ms(&ts, wait);
+            cascade_timespec_at(now + wait, &ts);
             pthread_cond_timedwait(&st->wake, &st->lock, &ts);
             continue;
         }
@@ -492,7 +450,7 @@ static void *store_flusher_main(void *arg)
         pthread_mutex_lock(&st->lock);
         if (rc < 0 && !st->stop) {   /* disk trouble: do not spin */
             struct timespec ts;
-            deadline_in_ms(&ts, FLUSH_AGE_MS);
+            cascade_timespec_at(cascade_now_ms() + FLUSH_AGE_MS, &ts);
             pthread_cond_timedwait(&st->wake, &st->lock, &ts);
         }
     }
@@ -504,14 +462,10 @@ static void *store_flusher_main(void *arg)
 
 static int store_init_sync(struct cascade_store *st, char *err, size_t errlen)
 {
-    pthread_condattr_t ca;
-    if (pthread_condattr_init(&ca) != 0 ||
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
-        pthread_cond_init(&st->wake, &ca) != 0) {
+    if (cascade_cond_init_monotonic(&st->wake) != 0) {
         cascade_errf(err, errlen, "pthread_cond_init failed");
         return -1;
     }
-    pthread_condattr_destroy(&ca);
     if (pthread_mutex_init(&st->lock, NULL) != 0 ||
         pthread_mutex_init(&st->flush_lock, NULL) != 0) {
         cascade_errf(err, errlen, "pthread_mutex_init failed");
@@ -552,7 +506,7 @@ int cascade_store_open(const struct cascade_meta *meta,
     st->read_only = opts->read_only;
     st->data_fd = -1;
     st->record_fd = -1;
-    st->bits_len = (size_t)((meta->block_count + 7) / 8);
+    st->bits_len = bitmap_bytes(meta->block_count);
     st->record_id.size = meta->size;
     st->record_id.block_size = meta->block_size;
     st->record_id.block_count = meta->block_count;
@@ -635,8 +589,8 @@ void cascade_store_close(struct cascade_store *st)
 static void store_mark_held(struct cascade_store *st, uint64_t idx, uint64_t len)
 {
     pthread_mutex_lock(&st->lock);
-    if (!bit_get(st->held, idx)) {
-        bit_set(st->held, idx);
+    if (!bitmap_get(st->held, idx)) {
+        bitmap_set(st->held, idx);
         st->held_count++;
         if (st->pending_blocks == 0)
             st->pending_since_ms = cascade_now_ms();
@@ -654,14 +608,14 @@ bool cascade_store_has(struct cascade_store *st, uint64_t idx)
     if (idx >= st->meta->block_count)
         return false;
     pthread_mutex_lock(&st->lock);
-    bool held = bit_get(st->held, idx);
+    bool held = bitmap_get(st->held, idx);
     pthread_mutex_unlock(&st->lock);
     return held;
 }
 
 int cascade_store_put(struct cascade_store *st, uint64_t idx, const void *data, size_t len)
 {
-    uint64_t want = store_block_len(st->meta, idx);
+    uint64_t want = cascade_meta_block_len(st->meta, idx);
     if (idx >= st->meta->block_count || (uint64_t)len != want)
         return CASCADE_STORE_ERANGE;
     if (st->read_only)
@@ -682,7 +636,7 @@ int cascade_store_put(struct cascade_store *st, uint64_t idx, const void *data, 
 int cascade_store_read(struct cascade_store *st, uint64_t idx, uint64_t off,
                        void *buf, size_t len)
 {
-    uint64_t blen = store_block_len(st->meta, idx), end;
+    uint64_t blen = cascade_meta_block_len(st->meta, idx), end;
     if (idx >= st->meta->block_count || cascade_add_overflows(off, len, &end) || end > blen)
         return CASCADE_STORE_ERANGE;
     return cascade_store_read_range(st, idx * st->meta->block_size + off, buf, len);
@@ -699,7 +653,7 @@ int cascade_store_has_range(struct cascade_store *st, uint64_t off, uint64_t len
     bool held = true;
     pthread_mutex_lock(&st->lock);
     for (uint64_t b = first; held && b <= last; b++)
-        held = bit_get(st->held, b);
+        held = bitmap_get(st->held, b);
     pthread_mutex_unlock(&st->lock);
     return held ? CASCADE_STORE_OK : CASCADE_STORE_MISSING;
 }
@@ -755,7 +709,7 @@ int64_t cascade_store_adopt(struct cascade_store *st, struct cascade_progress *p
 {
     const struct cascade_meta *m = st->meta;
     /* Block 0 is the longest block; store_check_meta keeps sizes sane. */
-    size_t cap = m->block_count ? (size_t)store_block_len(m, 0) : 1;
+    size_t cap = m->block_count ? (size_t)cascade_meta_block_len(m, 0) : 1;
     uint8_t *buf = malloc(cap);
     if (!buf) {
         log_error("store: adopt: cannot allocate a %zu-byte block buffer", cap);
@@ -766,7 +720,7 @@ int64_t cascade_store_adopt(struct cascade_store *st, struct cascade_progress *p
         adopt_report(progress, m, i);
         if (cascade_store_has(st, i))
             continue;
-        size_t len = (size_t)store_block_len(m, i);
+        size_t len = (size_t)cascade_meta_block_len(m, i);
         if (cascade_pread_full(st->data_fd, buf, len, i * m->block_size) < 0) {
             if (errno != ENODATA)   /* past the end is simply not held */
                 log_warn("store: adopt: read block %llu of %s: %s",

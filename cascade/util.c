@@ -120,6 +120,24 @@ uint64_t cascade_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+int cascade_cond_init_monotonic(pthread_cond_t *cond)
+{
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0)
+        return -1;
+    int rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+             pthread_cond_init(cond, &ca) == 0 ? 0 : -1;
+    pthread_condattr_destroy(&ca);
+    return rc;
+}
+
+void cascade_timespec_at(uint64_t at_ms, struct timespec *ts)
+{
+    /* cascade_now_ms reads CLOCK_MONOTONIC: the same scale, no clock read. */
+    ts->tv_sec = (time_t)(at_ms / 1000u);
+    ts->tv_nsec = (long)(at_ms % 1000u) * 1000000L;
+}
+
 void cascade_human_bytes(uint64_t n, char *out, size_t outlen)
 {
     static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};

@@ -8,11 +8,17 @@
 #ifndef CASCADE_UTIL_H
 #define CASCADE_UTIL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define CASCADE_ERRLEN 256
+
+/* Exit status of every program: 0 success, 1 the work could not be done,
+ * 2 bad usage or bad input. */
+enum cascade_exit { CASCADE_EXIT_OK = 0, CASCADE_EXIT_FAIL = 1, CASCADE_EXIT_USAGE = 2 };
 
 /* printf into err (may be NULL); always NUL-terminated. */
 void cascade_errf(char *err, size_t errlen, const char *fmt, ...)
@@ -73,6 +79,13 @@ int cascade_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 
 /* Monotonic clock in milliseconds (CLOCK_MONOTONIC). */
 uint64_t cascade_now_ms(void);
+
+/* A condition variable whose timed waits run on CLOCK_MONOTONIC, so that
+ * a change of the wall clock never stretches or cuts a wait. 0 or -1. */
+int cascade_cond_init_monotonic(pthread_cond_t *cond);
+/* The moment at_ms (on the cascade_now_ms clock) as a deadline for
+ * pthread_cond_timedwait on such a condition variable. */
+void cascade_timespec_at(uint64_t at_ms, struct timespec *ts);
 
 /* Format a byte count as "12.3 MiB" into out (at least 16 chars). */
 void cascade_human_bytes(uint64_t n, char *out, size_t outlen);

@@ -18,8 +18,8 @@ cascade_install_deps
 echo "== building"
 [ -d "$build/meson-info" ] || meson setup "$build" "$src" >/dev/null
 ninja -C "$build" >/dev/null
-cascade=$build/net/cascade
-tracker=$build/net/cascade-tracker
+cascade=$build/net/cli/cascade
+tracker=$build/net/cli/cascade-tracker
 cascadefs=$build/fs/cascadefs
 
 work=$(mktemp -d /tmp/cascade-demo.XXXXXX)

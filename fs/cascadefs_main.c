@@ -20,7 +20,6 @@
  *   5. fuse_loop_mt until unmounted or signalled; then unmount, stop
  *      fetchers and server, close stores (records made durable).
  */
-#define FUSE_USE_VERSION 31
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse.h>
@@ -39,8 +38,6 @@
 #include "fs/fs_ops.h"
 #include "fs/fs_options.h"
 #include "fs/fs_services.h"
-
-enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
 /* One or two read requests (fs_ops.c asks for 1 MiB, or 512 KiB when it
  * splices): one in flight while the reader consumes the other. */
@@ -76,7 +73,7 @@ static int daemon_wait(int fd)
     }
     if (got == 0) {
         fprintf(stderr, "cascadefs: the mount process ended without a word\n");
-        return EXIT_RUNTIME;
+        return CASCADE_EXIT_FAIL;
     }
     buf[got] = '\0';
     if (got > 1)
@@ -196,31 +193,48 @@ static void raise_kernel_readahead(const char *mountpoint, unsigned kib)
         log_debug("cannot raise read-ahead (%s): %s", path, strerror(errno));
 }
 
+/* The multithreaded FUSE loop with the user's -o clone_fd, max_threads and
+ * max_idle_threads. */
+static int run_loop_mt(struct fuse *fuse, const struct fuse_cmdline_opts *cmd)
+{
+    struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+    if (!cfg) {
+        log_error("out of memory for the FUSE loop");
+        return -1;
+    }
+    fuse_loop_cfg_set_clone_fd(cfg, (unsigned)cmd->clone_fd);
+    fuse_loop_cfg_set_idle_threads(cfg, cmd->max_idle_threads);
+    fuse_loop_cfg_set_max_threads(cfg, cmd->max_threads);
+    int rc = fuse_loop_mt(fuse, cfg);
+    fuse_loop_cfg_destroy(cfg);
+    return rc;
+}
+
 /* Steps 4 and 5: everything after the (optional) fork. */
 static int run_mount(struct fuse *fuse, struct fs_mount *m, const struct fs_options *opts,
                      const struct fuse_cmdline_opts *cmd, struct daemon_link *link)
 {
     char err[CASCADE_ERRLEN];
     if (fs_services_start(m, opts, err, sizeof err) != 0) {
-        daemon_report(link, EXIT_RUNTIME, err);
-        return EXIT_RUNTIME;
+        daemon_report(link, CASCADE_EXIT_FAIL, err);
+        return CASCADE_EXIT_FAIL;
     }
-    int code = EXIT_RUNTIME;
+    int code = CASCADE_EXIT_FAIL;
     if (fuse_mount(fuse, cmd->mountpoint) != 0) {
         cascade_errf(err, sizeof err, "cannot mount on %s", cmd->mountpoint);
-        daemon_report(link, EXIT_RUNTIME, err);
+        daemon_report(link, CASCADE_EXIT_FAIL, err);
         goto stop_services;
     }
     raise_kernel_readahead(cmd->mountpoint, FS_KERNEL_READAHEAD_KIB);
     if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0) {
-        daemon_report(link, EXIT_RUNTIME, "cannot install signal handlers");
+        daemon_report(link, CASCADE_EXIT_FAIL, "cannot install signal handlers");
         goto unmount;
     }
     log_info("mounted %zu file%s on %s", m->n_files, m->n_files == 1 ? "" : "s",
              cmd->mountpoint);
     daemon_report(link, 0, NULL);
-    int rc = cmd->singlethread ? fuse_loop(fuse) : fuse_loop_mt(fuse, cmd->clone_fd);
-    code = rc == 0 ? 0 : EXIT_RUNTIME;
+    int rc = cmd->singlethread ? fuse_loop(fuse) : run_loop_mt(fuse, cmd);
+    code = rc == 0 ? 0 : CASCADE_EXIT_FAIL;
     fuse_remove_signal_handlers(fuse_get_session(fuse));
 unmount:
     fuse_unmount(fuse);
@@ -239,7 +253,7 @@ int main(int argc, char **argv)
     struct daemon_link link = { .fd = -1 };
     struct fuse *fuse = NULL;
     char err[CASCADE_ERRLEN];
-    int code = EXIT_USAGE;
+    int code = CASCADE_EXIT_USAGE;
 
     memset(&cmd, 0, sizeof cmd);
     cascade_log_init("cascadefs", CASCADE_LOG_INFO, false);
@@ -282,7 +296,7 @@ int main(int argc, char **argv)
     if (!fuse)
         goto out_files;   /* libfuse printed why */
     if (!cmd.foreground && daemon_fork(&link) != 0) {
-        code = EXIT_RUNTIME;
+        code = CASCADE_EXIT_FAIL;
         goto out_fuse;
     }
     cascade_log_init("cascadefs", cmd.debug ? CASCADE_LOG_DEBUG : CASCADE_LOG_INFO,

@@ -1,7 +1,6 @@
 /* The files of a mount: see fs_files.h. */
 #include "fs/fs_files.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -9,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cascade/folder.h"
 #include "cascade/util.h"
 
 /* A growing list of .cascade paths. */
@@ -42,41 +42,24 @@ static void path_list_free(struct path_list *l)
     free(l->paths);
 }
 
-static bool has_cascade_suffix(const char *name)
-{
-    size_t len = strlen(name), slen = strlen(".cascade");
-    return len > slen && !strcmp(name + len - slen, ".cascade");
-}
-
-static int compare_strings(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* Every *.cascade directly inside dir, in name order. */
 static int add_folder(struct path_list *l, const char *dir, char *err, size_t errlen)
 {
-    DIR *d = opendir(dir);
-    if (!d) {
-        cascade_errf(err, errlen, "cannot read folder %s: %s", dir, strerror(errno));
+    char **paths;
+    size_t n;
+    if (cascade_folder_list(dir, &paths, &n, err, errlen) != 0)
         return -1;
-    }
-    size_t before = l->n;
-    struct dirent *e;
-    int rc = 0;
-    while (rc == 0 && (e = readdir(d)) != NULL)
-        if (has_cascade_suffix(e->d_name))
-            rc = path_list_add(l, dir, e->d_name);
-    closedir(d);
-    if (rc != 0) {
-        cascade_errf(err, errlen, "out of memory");
-        return -1;
-    }
-    if (l->n == before) {
+    if (n == 0) {
         cascade_errf(err, errlen, "folder %s holds no .cascade files", dir);
         return -1;
     }
-    qsort(l->paths + before, l->n - before, sizeof l->paths[0], compare_strings);
+    for (size_t i = 0; i < n; i++)
+        if (path_list_add(l, NULL, paths[i]) != 0) {
+            cascade_folder_free(paths, n);
+            cascade_errf(err, errlen, "out of memory");
+            return -1;
+        }
+    cascade_folder_free(paths, n);
     return 0;
 }
 

@@ -12,7 +12,6 @@
 #ifndef FS_OPS_H
 #define FS_OPS_H
 
-#define FUSE_USE_VERSION 31
 #include <fuse.h>
 #include <netinet/in.h>
 #include <stdatomic.h>

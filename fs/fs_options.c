@@ -1,5 +1,4 @@
 /* Command line of cascadefs: see fs_options.h. */
-#define FUSE_USE_VERSION 31
 #include "fs/fs_options.h"
 
 #include <errno.h>
@@ -66,7 +65,7 @@ void fs_options_usage(const char *prog, FILE *out)
         "Unmount with `fusermount3 -u MOUNTPOINT` (or SIGTERM). Progress: `cascade status\n"
         "MOUNTPOINT` or `getfattr -d -m user.cascade MOUNTPOINT/NAME`.\n"
         "Exit status: 0 mounted, 1 runtime failure, 2 bad usage or bad input.\n",
-        prog, FS_DEFAULT_TRACKER, FS_DEFAULT_LISTEN, FS_DEFAULT_READAHEAD_BLOCKS,
+        prog, TRACKER_DEFAULT_ADDR, FS_DEFAULT_LISTEN, FS_DEFAULT_READAHEAD_BLOCKS,
         FS_DEFAULT_TIMEOUT_S);
 }
 
@@ -101,15 +100,8 @@ static int fs_opt_proc(void *data, const char *arg, int key, struct fuse_args *o
 static int parse_addresses(struct fs_options *opts, char *err, size_t errlen)
 {
     char why[CASCADE_ERRLEN];
-    const char *tracker = opts->tracker;
-    if (!tracker)
-        tracker = getenv("CASCADE_TRACKER");
-    if (!tracker || !*tracker)
-        tracker = FS_DEFAULT_TRACKER;
-    if (sock_parse_addr(tracker, "127.0.0.1", 8888, &opts->tracker_addr, why, sizeof why) != 0) {
-        cascade_errf(err, errlen, "bad tracker address '%s': %s", tracker, why);
+    if (tracker_list_parse(opts->tracker, &opts->trackers, err, errlen) != 0)
         return -1;
-    }
     const char *listen = opts->listen ? opts->listen : FS_DEFAULT_LISTEN;
     if (sock_parse_addr(listen, "0.0.0.0", 0, &opts->listen_addr, why, sizeof why) != 0) {
         cascade_errf(err, errlen, "bad listen address '%s': %s", listen, why);

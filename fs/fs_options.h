@@ -16,14 +16,15 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define FS_DEFAULT_TRACKER "127.0.0.1:8888"
+#include "net/tracker_client.h"
+
 #define FS_DEFAULT_LISTEN "0.0.0.0:0"
 #define FS_DEFAULT_READAHEAD_BLOCKS 4
 #define FS_DEFAULT_TIMEOUT_S 30
 
 /* Filled by fs_options_parse; strings are owned (free with fs_options_free). */
 struct fs_options {
-    char *tracker;          /* -o tracker=HOST:PORT (else $CASCADE_TRACKER, else default) */
+    char *tracker;          /* -o tracker=HOST:PORT[,HOST:PORT...] (else $CASCADE_TRACKER, else default) */
     char *listen;           /* -o listen=IP:PORT for serving blocks */
     char *cache;            /* -o cache=DIR (NULL: the store's default root) */
     char *data;             /* -o data=PATH: a local data file (one .cascade only) */
@@ -38,7 +39,7 @@ struct fs_options {
     size_t n_positionals;
 
     /* Parsed forms of the strings above. */
-    struct sockaddr_in tracker_addr;
+    struct tracker_list trackers;
     struct sockaddr_in listen_addr;
 };
 

@@ -65,7 +65,7 @@ static int start_fetcher(struct fs_mount *m, struct fs_file *f, const struct fs_
 {
     uint32_t listen_ip = ntohl(m->server_addr.sin_addr.s_addr);
     struct fetcher_config cfg = {
-        .tracker = opts->tracker_addr,
+        .tracker = opts->trackers.addr[0],
         .subscribe = true,
         /* Listening on every address: announce the one the tracker sees. */
         .announce_ip = listen_ip,

@@ -7,13 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cascade/bitmap.h"
 #include "net/sock.h"
 
 static const char *const file_attrs[] = {
-    "cascade_hash", "size", "block_size", "blocks_total", "blocks_held",
-    "peers_known", "peers_connected", "bytes_fetched", "bytes_served", "map",
+    STATUS_XATTR_CASCADE_HASH, STATUS_XATTR_SIZE, STATUS_XATTR_BLOCK_SIZE,
+    STATUS_XATTR_BLOCKS_TOTAL, STATUS_XATTR_BLOCKS_HELD, STATUS_XATTR_PEERS_KNOWN,
+    STATUS_XATTR_PEERS_CONNECTED, STATUS_XATTR_BYTES_FETCHED, STATUS_XATTR_BYTES_SERVED,
+    STATUS_XATTR_MAP,
 };
-static const char *const root_attrs[] = { "files", "server" };
+static const char *const root_attrs[] = { STATUS_XATTR_FILES, STATUS_XATTR_SERVER };
 
 #define N_ITEMS(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -33,17 +36,15 @@ static int xattr_reply(const char *text, size_t len, char *value, size_t size)
 /* Character for blocks [first, end): '#' all held, '+' some, '.' none. */
 static char map_char(const uint8_t *bits, uint64_t first, uint64_t end)
 {
-    uint64_t held = 0;
-    for (uint64_t i = first; i < end; i++)
-        held += (bits[i / 8] >> (i % 8)) & 1;
+    uint64_t held = bitmap_count_range(bits, first, end);
     return held == 0 ? '.' : held == end - first ? '#' : '+';
 }
 
 static int xattr_map(struct fs_file *f, char *value, size_t size)
 {
     uint64_t n = f->meta.block_count;
-    uint64_t cols = n < FS_XATTR_MAP_MAX ? n : FS_XATTR_MAP_MAX;
-    uint8_t *bits = calloc((size_t)((n + 7) / 8) + 1, 1);
+    uint64_t cols = n < STATUS_XATTR_MAP_MAX ? n : STATUS_XATTR_MAP_MAX;
+    uint8_t *bits = calloc(bitmap_bytes(n) + 1, 1);
     char *text = malloc((size_t)cols + 1);
     int rc = -ENOMEM;
     if (bits && text) {
@@ -68,23 +69,23 @@ static int file_attr_text(struct fs_mount *m, struct fs_file *f, const char *att
     if (m->server)
         block_server_get_stats(m->server, f->meta.cascade_hash, &ss);
     uint64_t v;
-    if (!strcmp(attr, "cascade_hash"))
+    if (!strcmp(attr, STATUS_XATTR_CASCADE_HASH))
         return snprintf(text, textlen, "%s", f->hash_hex);
-    else if (!strcmp(attr, "size"))
+    else if (!strcmp(attr, STATUS_XATTR_SIZE))
         v = f->meta.size;
-    else if (!strcmp(attr, "block_size"))
+    else if (!strcmp(attr, STATUS_XATTR_BLOCK_SIZE))
         v = f->meta.block_size;
-    else if (!strcmp(attr, "blocks_total"))
+    else if (!strcmp(attr, STATUS_XATTR_BLOCKS_TOTAL))
         v = f->meta.block_count;
-    else if (!strcmp(attr, "blocks_held"))
+    else if (!strcmp(attr, STATUS_XATTR_BLOCKS_HELD))
         v = f->store ? cascade_store_held_count(f->store) : 0;
-    else if (!strcmp(attr, "peers_known"))
+    else if (!strcmp(attr, STATUS_XATTR_PEERS_KNOWN))
         v = fs.peers_known;
-    else if (!strcmp(attr, "peers_connected"))
+    else if (!strcmp(attr, STATUS_XATTR_PEERS_CONNECTED))
         v = fs.peers_connected;
-    else if (!strcmp(attr, "bytes_fetched"))
+    else if (!strcmp(attr, STATUS_XATTR_BYTES_FETCHED))
         v = fs.bytes_fetched;
-    else if (!strcmp(attr, "bytes_served"))
+    else if (!strcmp(attr, STATUS_XATTR_BYTES_SERVED))
         v = ss.bytes_served;
     else
         return -ENODATA;
@@ -93,9 +94,9 @@ static int file_attr_text(struct fs_mount *m, struct fs_file *f, const char *att
 
 static int root_attr_text(struct fs_mount *m, const char *attr, char *text, size_t textlen)
 {
-    if (!strcmp(attr, "files"))
+    if (!strcmp(attr, STATUS_XATTR_FILES))
         return snprintf(text, textlen, "%zu", m->n_files);
-    if (!strcmp(attr, "server")) {
+    if (!strcmp(attr, STATUS_XATTR_SERVER)) {
         sock_format_addr(&m->server_addr, text, textlen);
         return (int)strlen(text);
     }
@@ -105,11 +106,11 @@ static int root_attr_text(struct fs_mount *m, const char *attr, char *text, size
 int fs_xattr_get(struct fs_mount *m, struct fs_file *f, const char *name,
                  char *value, size_t size)
 {
-    size_t plen = strlen(FS_XATTR_PREFIX);
-    if (strncmp(name, FS_XATTR_PREFIX, plen) != 0)
+    size_t plen = strlen(STATUS_XATTR_PREFIX);
+    if (strncmp(name, STATUS_XATTR_PREFIX, plen) != 0)
         return -ENODATA;
     const char *attr = name + plen;
-    if (f && !strcmp(attr, "map"))
+    if (f && !strcmp(attr, STATUS_XATTR_MAP))
         return f->store ? xattr_map(f, value, size) : -ENODATA;
     char text[CASCADE_HEX_LEN + 32];
     int len = f ? file_attr_text(m, f, attr, text, sizeof text)
@@ -123,7 +124,7 @@ int fs_xattr_list(struct fs_file *f, char *list, size_t size)
 {
     const char *const *names = f ? file_attrs : root_attrs;
     size_t n = f ? N_ITEMS(file_attrs) : N_ITEMS(root_attrs);
-    size_t plen = strlen(FS_XATTR_PREFIX), total = 0;
+    size_t plen = strlen(STATUS_XATTR_PREFIX), total = 0;
     for (size_t i = 0; i < n; i++)
         total += plen + strlen(names[i]) + 1;
     if (size == 0)
@@ -132,6 +133,6 @@ int fs_xattr_list(struct fs_file *f, char *list, size_t size)
         return -ERANGE;
     char *p = list;
     for (size_t i = 0; i < n; i++)
-        p += sprintf(p, "%s%s", FS_XATTR_PREFIX, names[i]) + 1;
+        p += sprintf(p, "%s%s", STATUS_XATTR_PREFIX, names[i]) + 1;
     return (int)total;
 }

@@ -1,6 +1,8 @@
 /* One tracker request on one connection: see tracker_client.h. */
 #include "net/tracker_client.h"
 
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -93,4 +95,66 @@ int tracker_query(const struct sockaddr_in *tracker, enum wire_tracker_command c
 out:
     close(fd);
     return rc;
+}
+
+/* ---- the list of trackers ---- */
+
+static bool tracker_list_has(const struct tracker_list *l, const struct sockaddr_in *a)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (l->addr[i].sin_addr.s_addr == a->sin_addr.s_addr && l->addr[i].sin_port == a->sin_port)
+            return true;
+    return false;
+}
+
+int tracker_list_parse(const char *spec, struct tracker_list *out, char *err, size_t errlen)
+{
+    if (!spec)
+        spec = getenv("CASCADE_TRACKER");
+    if (!spec || !*spec)
+        spec = TRACKER_DEFAULT_ADDR;
+    memset(out, 0, sizeof *out);
+    char *copy = strdup(spec), *save = NULL;
+    if (!copy) {
+        cascade_errf(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = 0;
+    for (char *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        struct sockaddr_in a;
+        char why[CASCADE_ERRLEN];
+        if (sock_parse_addr(item, "127.0.0.1", TRACKER_DEFAULT_PORT, &a, why, sizeof why) < 0) {
+            cascade_errf(err, errlen, "bad tracker address '%s': %s", item, why);
+            rc = -1;
+            break;
+        }
+        if (tracker_list_has(out, &a))
+            continue;
+        if (out->n == TRACKER_LIST_MAX) {
+            cascade_errf(err, errlen, "more than %d trackers in '%s'", TRACKER_LIST_MAX, spec);
+            rc = -1;
+            break;
+        }
+        out->addr[out->n++] = a;
+    }
+    if (rc == 0 && out->n == 0) {
+        cascade_errf(err, errlen, "no tracker address in '%s'", spec);
+        rc = -1;
+    }
+    free(copy);
+    return rc;
+}
+
+void tracker_list_format(const struct tracker_list *l, char *out, size_t outlen)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < l->n && used + 1 < outlen; i++) {
+        char a[SOCK_ADDRSTRLEN];
+        sock_format_addr(&l->addr[i], a, sizeof a);
+        int n = snprintf(out + used, outlen - used, "%s%s", i ? "," : "", a);
+        if (n < 0 || (size_t)n >= outlen - used)
+            break;
+        used += (size_t)n;
+    }
 }

@@ -8,6 +8,24 @@
 
 #include "net/wire.h"
 
+/* Where a peer finds its trackers when told nothing: $CASCADE_TRACKER, else this. */
+#define TRACKER_DEFAULT_ADDR "127.0.0.1:8888"
+#define TRACKER_DEFAULT_PORT 8888
+#define TRACKER_LIST_MAX 16
+
+/* The trackers a peer talks to: announce to all, merge their lists. */
+struct tracker_list {
+    struct sockaddr_in addr[TRACKER_LIST_MAX];
+    size_t n;
+};
+
+/* Parse "A[,B...]" (each HOST:PORT, HOST or :PORT) into out. spec NULL
+ * means $CASCADE_TRACKER if set and not empty, else TRACKER_DEFAULT_ADDR.
+ * Duplicates are kept once. 0, or -1 with a message naming the bad entry. */
+int tracker_list_parse(const char *spec, struct tracker_list *out, char *err, size_t errlen);
+/* "A,B" for messages (outlen >= SOCK_ADDRSTRLEN; cut short if too long). */
+void tracker_list_format(const struct tracker_list *l, char *out, size_t outlen);
+
 enum tracker_query_result {
     TRACKER_QUERY_OK = 0,
     TRACKER_QUERY_ENET = -1,     /* could not connect/send/receive, or garbage answer */

@@ -3,7 +3,7 @@
 # real runs of the program, checking output files, messages and exit codes.
 set -u
 
-CASCADE="${CASCADE_BUILD:?CASCADE_BUILD not set}/net/cascade"
+CASCADE="${CASCADE_BUILD:?CASCADE_BUILD not set}/net/cli/cascade"
 V="${CASCADE_VECTORS:?CASCADE_VECTORS not set}"
 [ -x "$CASCADE" ] || { echo "SKIP: $CASCADE not built"; exit 77; }
 

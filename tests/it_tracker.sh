@@ -3,7 +3,7 @@
 # from a .cascade file, vouched-for peers, garbage answered with status 1
 # without a crash, a silent client does not block others, SIGTERM exits 0.
 set -euo pipefail
-bin=$CASCADE_BUILD/net/cascade-tracker
+bin=$CASCADE_BUILD/net/cli/cascade-tracker
 client="python3 $CASCADE_SRC/tests/lib/tracker_client.py"
 command -v python3 >/dev/null || { echo "python3 missing: skipping"; exit 77; }
 work=$(mktemp -d)

@@ -6,8 +6,8 @@
 # Programs: $CASCADE, $TRACKER, $BAD_PEER. Results: ok, fail (counts into
 # $failures), die (exits 1).
 
-CASCADE="${CASCADE_BUILD:?CASCADE_BUILD not set}/net/cascade"
-TRACKER="$CASCADE_BUILD/net/cascade-tracker"
+CASCADE="${CASCADE_BUILD:?CASCADE_BUILD not set}/net/cli/cascade"
+TRACKER="$CASCADE_BUILD/net/cli/cascade-tracker"
 BAD_PEER="${CASCADE_HELPERS:-$CASCADE_BUILD/tests}/bad_peer"
 
 skip() { echo "SKIP: $*"; exit 77; }

@@ -1,6 +1,5 @@
 /* Unit tests for fs/readahead.c: sequential detection and the growing
- * read-ahead window (pure logic, no FUSE). The file is compiled in here
- * because cascadefs has no library of its own. */
+ * read-ahead window (pure logic, no FUSE calls). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "fs/readahead.c"
+#include "fs/readahead.h"
 
 #define KiB 1024ull
 #define MiB (1024 * KiB)

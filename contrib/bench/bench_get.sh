@@ -5,7 +5,7 @@
 #
 #   contrib/bench/bench_get.sh [BUILD_DIR] [SIZE_MIB]
 #
-# BUILD_DIR defaults to ./build (needs net/cascade and net/cascade-tracker),
+# BUILD_DIR defaults to ./build (needs net/cli/cascade and net/cli/cascade-tracker),
 # SIZE_MIB to 256. For 1 MiB and 64 KiB blocks and 1 and 4 seeders it
 # prints the cold-get rate (empty output file and cache each time) and its
 # ratio to sha256sum's rate. Targets: 1 MiB blocks >= 50% of sha256sum;

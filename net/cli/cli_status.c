@@ -1,6 +1,6 @@
 /* `cascade status MOUNTPOINT|FILE...`: progress of a cascadefs mount, read
  * from the user.cascade.* extended attributes the mount publishes (see
- * fs/fs_xattr.h), so it needs no connection to the mount process. */
+ * net/status_xattr.h), so it needs no connection to the mount process. */
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
@@ -13,9 +13,9 @@
 #include <sys/xattr.h>
 
 #include "cascade/util.h"
-#include "net/cli.h"
+#include "net/cli/cli.h"
+#include "net/status_xattr.h"
 
-#define STATUS_PREFIX "user.cascade."
 #define STATUS_MAP_COLUMNS 64
 #define STATUS_MAP_MAX 65536
 
@@ -41,7 +41,7 @@ static void status_usage(FILE *out)
 static ssize_t read_attr(const char *path, const char *attr, char *buf, size_t len)
 {
     char name[64];
-    snprintf(name, sizeof name, STATUS_PREFIX "%s", attr);
+    snprintf(name, sizeof name, STATUS_XATTR_PREFIX "%s", attr);
     ssize_t n = getxattr(path, name, buf, len - 1);
     if (n < 0)
         return -1;
@@ -68,14 +68,14 @@ static int read_number(const char *path, const char *attr, uint64_t *out)
 static int read_status(const char *path, struct file_status *st)
 {
     struct { const char *name; uint64_t *out; } nums[] = {
-        {"blocks_total", &st->blocks_total}, {"blocks_held", &st->blocks_held},
-        {"peers_known", &st->peers_known}, {"peers_connected", &st->peers_connected},
-        {"bytes_fetched", &st->bytes_fetched}, {"bytes_served", &st->bytes_served},
+        {STATUS_XATTR_BLOCKS_TOTAL, &st->blocks_total}, {STATUS_XATTR_BLOCKS_HELD, &st->blocks_held},
+        {STATUS_XATTR_PEERS_KNOWN, &st->peers_known}, {STATUS_XATTR_PEERS_CONNECTED, &st->peers_connected},
+        {STATUS_XATTR_BYTES_FETCHED, &st->bytes_fetched}, {STATUS_XATTR_BYTES_SERVED, &st->bytes_served},
     };
     for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
         if (read_number(path, nums[i].name, nums[i].out) != 0)
             return -1;
-    if (read_attr(path, "map", st->map, sizeof st->map) < 0)
+    if (read_attr(path, STATUS_XATTR_MAP, st->map, sizeof st->map) < 0)
         st->map[0] = '\0';
     return 0;
 }
@@ -119,7 +119,7 @@ static int status_file(const char *path, const char *name, bool show_map)
     struct file_status *st = malloc(sizeof *st);
     if (!st) {
         fprintf(stderr, "cascade status: out of memory\n");
-        return CLI_FAIL;
+        return CASCADE_EXIT_FAIL;
     }
     int rc = read_status(path, st);
     if (rc == 0)
@@ -128,7 +128,7 @@ static int status_file(const char *path, const char *name, bool show_map)
         fprintf(stderr, "cascade status: %s is not a file in a cascadefs mount (%s)\n",
                 path, strerror(errno));
     free(st);
-    return rc == 0 ? CLI_OK : CLI_FAIL;
+    return rc == 0 ? CASCADE_EXIT_OK : CASCADE_EXIT_FAIL;
 }
 
 static int compare_names(const void *a, const void *b)
@@ -140,37 +140,37 @@ static int compare_names(const void *a, const void *b)
 static int status_mount(const char *dir, bool show_map)
 {
     char probe[32];
-    if (read_attr(dir, "files", probe, sizeof probe) < 0) {
+    if (read_attr(dir, STATUS_XATTR_FILES, probe, sizeof probe) < 0) {
         fprintf(stderr, "cascade status: %s is not a cascadefs mount (%s)\n", dir,
                 errno == ENODATA || errno == ENOTSUP ? "no user.cascade attributes"
                                                      : strerror(errno));
-        return CLI_FAIL;
+        return CASCADE_EXIT_FAIL;
     }
     struct dirent **entries = NULL;
     int n = scandir(dir, &entries, NULL, NULL);
     if (n < 0) {
         fprintf(stderr, "cascade status: cannot list %s: %s\n", dir, strerror(errno));
-        return CLI_FAIL;
+        return CASCADE_EXIT_FAIL;
     }
     char **names = calloc((size_t)n + 1, sizeof *names);
     size_t count = 0;
-    int code = names ? CLI_OK : CLI_FAIL;
+    int code = names ? CASCADE_EXIT_OK : CASCADE_EXIT_FAIL;
     for (int i = 0; i < n; i++) {
         if (names && entries[i]->d_name[0] != '.')
             names[count++] = entries[i]->d_name;
     }
     if (names)
         qsort(names, count, sizeof *names, compare_names);
-    for (size_t i = 0; i < count && code == CLI_OK; i++) {
+    for (size_t i = 0; i < count && code == CASCADE_EXIT_OK; i++) {
         size_t len = strlen(dir) + strlen(names[i]) + 2;
         char *path = malloc(len);
         if (!path) {
-            code = CLI_FAIL;
+            code = CASCADE_EXIT_FAIL;
             break;
         }
         snprintf(path, len, "%s/%s", dir, names[i]);
-        if (status_file(path, names[i], show_map) != CLI_OK)
-            code = CLI_FAIL;
+        if (status_file(path, names[i], show_map) != CASCADE_EXIT_OK)
+            code = CASCADE_EXIT_FAIL;
         free(path);
     }
     free(names);
@@ -185,7 +185,7 @@ static int status_path(const char *path, bool show_map)
     struct stat sb;
     if (stat(path, &sb) != 0) {
         fprintf(stderr, "cascade status: %s: %s\n", path, strerror(errno));
-        return CLI_FAIL;
+        return CASCADE_EXIT_FAIL;
     }
     if (S_ISDIR(sb.st_mode))
         return status_mount(path, show_map);
@@ -204,17 +204,17 @@ int cli_status(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
         case 'n': show_map = false; break;
-        case 'h': status_usage(stdout); return CLI_OK;
-        default: status_usage(stderr); return CLI_USAGE;
+        case 'h': status_usage(stdout); return CASCADE_EXIT_OK;
+        default: status_usage(stderr); return CASCADE_EXIT_USAGE;
         }
     }
     if (optind >= argc) {
         status_usage(stderr);
-        return CLI_USAGE;
+        return CASCADE_EXIT_USAGE;
     }
-    int code = CLI_OK;
+    int code = CASCADE_EXIT_OK;
     for (int i = optind; i < argc; i++)
-        if (status_path(argv[i], show_map) != CLI_OK)
-            code = CLI_FAIL;
+        if (status_path(argv[i], show_map) != CASCADE_EXIT_OK)
+            code = CASCADE_EXIT_FAIL;
     return code;
 }

@@ -30,12 +30,11 @@
 #include "cascade/store.h"
 #include "cascade/util.h"
 #include "net/block_server.h"
-#include "net/cli.h"
+#include "net/cli/cli.h"
 #include "net/fetcher.h"
 #include "net/sock.h"
+#include "net/tracker_client.h"
 
-#define CLI_DEFAULT_TRACKER "127.0.0.1:8888"
-#define CLI_TRACKER_PORT 8888
 #define CLI_DEFAULT_LISTEN "0.0.0.0:6881"
 #define CLI_SEED_PORT 6881
 #define CLI_STALL_S 30           /* get gives up when no block arrives for this long */
@@ -45,22 +44,21 @@
 
 static int meta_exit_code(int rc)
 {
-    return rc == CASCADE_META_ENOMEM ? CLI_FAIL : CLI_USAGE;
+    return rc == CASCADE_META_ENOMEM ? CASCADE_EXIT_FAIL : CASCADE_EXIT_USAGE;
 }
 
-/* The tracker: -t, else $CASCADE_TRACKER, else 127.0.0.1:8888. */
+/* The trackers: -t, else $CASCADE_TRACKER, else the default. */
 static int parse_tracker(const char *cmd, const char *arg, struct sockaddr_in *out, char *shown,
                          size_t shownlen)
 {
-    const char *s = arg ? arg : getenv("CASCADE_TRACKER");
-    if (!s || !*s)
-        s = CLI_DEFAULT_TRACKER;
+    struct tracker_list l;
     char err[CASCADE_ERRLEN];
-    if (sock_parse_addr(s, "127.0.0.1", CLI_TRACKER_PORT, out, err, sizeof err) < 0) {
-        fprintf(stderr, "cascade %s: bad tracker address '%s': %s\n", cmd, s, err);
+    if (tracker_list_parse(arg, &l, err, sizeof err) < 0) {
+        fprintf(stderr, "cascade %s: %s\n", cmd, err);
         return -1;
     }
-    sock_format_addr(out, shown, shownlen);
+    *out = l.addr[0];
+    tracker_list_format(&l, shown, shownlen);
     return 0;
 }
 
@@ -108,7 +106,7 @@ static void get_usage(FILE *out)
         "  -v, --verbose       debug log (each block fetched)\n"
         "  -h, --help          this text\n"
         "Exit status: 0 complete and the whole file matches its hash, 1 failure,\n"
-        "2 bad usage or a bad .cascade file.\n", CLI_DEFAULT_TRACKER, CLI_STALL_S);
+        "2 bad usage or a bad .cascade file.\n", TRACKER_DEFAULT_ADDR, CLI_STALL_S);
 }
 
 struct get_opts {
@@ -136,20 +134,20 @@ static int parse_get(int argc, char **argv, struct get_opts *o)
                 o->timeout_s > 100000000) {
                 fprintf(stderr, "cascade get: bad --timeout '%s': give whole seconds >= 1\n",
                         optarg);
-                return CLI_USAGE;
+                return CASCADE_EXIT_USAGE;
             }
             break;
         case 'q': o->quiet = true; break;
         case 'v': o->verbose = true; break;
-        case 'h': get_usage(stdout); return CLI_OK;
-        default: get_usage(stderr); return CLI_USAGE;
+        case 'h': get_usage(stdout); return CASCADE_EXIT_OK;
+        default: get_usage(stderr); return CASCADE_EXIT_USAGE;
         }
     }
     if (argc - optind != 1) {
         fprintf(stderr, "cascade get: expected one FILE.cascade, got %d arguments\n",
                 argc - optind);
         get_usage(stderr);
-        return CLI_USAGE;
+        return CASCADE_EXIT_USAGE;
     }
     o->cascade = argv[optind];
     return -1;
@@ -212,7 +210,7 @@ static int get_follow(struct get_run *g, uint8_t digest[CASCADE_HASH_LEN])
     uint8_t *buf = malloc(GET_HASH_CHUNK);
     struct cascade_progress pr;
     cascade_progress_init(&pr, "downloading", m->size, true, g->o->quiet);
-    int rc = CLI_FAIL;
+    int rc = CASCADE_EXIT_FAIL;
     if (!h || !buf) {
         fprintf(stderr, "cascade get: out of memory\n");
         goto out;
@@ -269,17 +267,17 @@ static int get_start(struct get_run *g)
     struct cascade_store_options so = {.cache_root = g->o->cache, .data_path = g->data_path};
     if (cascade_store_open(&g->meta, &so, &g->st, err, sizeof err) < 0) {
         fprintf(stderr, "cascade get: %s\n", err);
-        return CLI_FAIL;
+        return CASCADE_EXIT_FAIL;
     }
     if (existed && !cascade_store_complete(g->st) &&
         adopt_existing(g->st, "get", g->data_path, g->o->quiet) < 0)
-        return CLI_FAIL;
+        return CASCADE_EXIT_FAIL;
     if (cascade_store_complete(g->st))
         return 0;   /* nothing to fetch: no need to talk to the tracker */
     struct fetcher_config fc = {.tracker = g->tracker};
     if (fetcher_start(g->st, &fc, &g->f, err, sizeof err) < 0) {
         fprintf(stderr, "cascade get: %s\n", err);
-        return CLI_FAIL;
+        return CASCADE_EXIT_FAIL;
     }
     fetcher_want_all(g->f);
     return 0;
@@ -302,18 +300,18 @@ static int get_run(struct get_run *g)
         return rc;
     if (cascade_store_flush(g->st) != 0) {
         fprintf(stderr, "cascade get: %s: could not flush to disk\n", g->data_path);
-        return CLI_FAIL;
+        return CASCADE_EXIT_FAIL;
     }
     if (memcmp(digest, g->meta.target_hash, CASCADE_HASH_LEN) != 0) {
         fprintf(stderr, "cascade get: %s: every block matches but the whole file does not "
                 "match the .cascade's target hash; the .cascade file is inconsistent\n",
                 g->data_path);
-        return CLI_FAIL;
+        return CASCADE_EXIT_FAIL;
     }
     if (s.bytes_fetched == 0) {
         log_info("%s: complete, %llu bytes (already there, nothing fetched)", g->data_path,
                  (unsigned long long)g->meta.size);
-        return CLI_OK;
+        return CASCADE_EXIT_OK;
     }
     double secs = (double)(cascade_now_ms() - t0) / 1000.0;
     char human[32];
@@ -321,7 +319,7 @@ static int get_run(struct get_run *g)
     log_info("%s: complete, %llu bytes; fetched %s in %.2f s (%.1f MB/s)", g->data_path,
              (unsigned long long)g->meta.size, human, secs,
              secs > 0 ? (double)s.bytes_fetched / 1e6 / secs : 0.0);
-    return CLI_OK;
+    return CASCADE_EXIT_OK;
 }
 
 int cli_get(int argc, char **argv)
@@ -335,7 +333,7 @@ int cli_get(int argc, char **argv)
     struct get_run g = {.o = &o};
     char err[CASCADE_ERRLEN];
     if (parse_tracker("get", o.tracker, &g.tracker, g.tracker_shown, sizeof g.tracker_shown) < 0)
-        return CLI_USAGE;
+        return CASCADE_EXIT_USAGE;
     rc = cascade_meta_load(o.cascade, &g.meta, err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "cascade get: %s\n", err);
@@ -345,7 +343,7 @@ int cli_get(int argc, char **argv)
     if (!g.data_path || !*g.data_path) {
         fprintf(stderr, "cascade get: cannot tell the data file's name from '%s'; give -o DATA\n",
                 o.cascade);
-        rc = CLI_USAGE;
+        rc = CASCADE_EXIT_USAGE;
     } else {
         rc = get_run(&g);
     }
@@ -375,7 +373,7 @@ static void seed_usage(FILE *out)
         "  -v, --verbose       debug log (each block fetched)\n"
         "  -h, --help          this text\n"
         "Prints 'serving N files on IP:PORT' once listening.\n",
-        CLI_DEFAULT_TRACKER, CLI_DEFAULT_LISTEN);
+        TRACKER_DEFAULT_ADDR, CLI_DEFAULT_LISTEN);
 }
 
 struct seed_opts {
@@ -401,8 +399,8 @@ static int parse_seed(int argc, char **argv, struct seed_opts *o)
         case 'D': o->data = optarg; break;
         case 'C': o->cache = optarg; break;
         case 'v': o->verbose = true; break;
-        case 'h': seed_usage(stdout); return CLI_OK;
-        default: seed_usage(stderr); return CLI_USAGE;
+        case 'h': seed_usage(stdout); return CASCADE_EXIT_OK;
+        default: seed_usage(stderr); return CASCADE_EXIT_USAGE;
         }
     }
     o->cascades = argv + optind;
@@ -410,12 +408,12 @@ static int parse_seed(int argc, char **argv, struct seed_opts *o)
     if (o->n < 1) {
         fprintf(stderr, "cascade seed: give at least one FILE.cascade\n");
         seed_usage(stderr);
-        return CLI_USAGE;
+        return CASCADE_EXIT_USAGE;
     }
     if (o->data && o->n != 1) {
         fprintf(stderr, "cascade seed: --data names one data file; it needs exactly one "
                 ".cascade (got %d)\n", o->n);
-        return CLI_USAGE;
+        return CASCADE_EXIT_USAGE;
     }
     return -1;
 }
@@ -459,11 +457,11 @@ static int seed_open_file(const struct seed_opts *o, int i, struct seed_file *sf
     else {
         fprintf(stderr, "cascade seed: cannot tell the data file's name from '%s'; use --data\n",
                 o->cascades[i]);
-        return CLI_USAGE;
+        return CASCADE_EXIT_USAGE;
     }
     if (!sf->data_path) {
         fprintf(stderr, "cascade seed: out of memory\n");
-        return CLI_FAIL;
+        return CASCADE_EXIT_FAIL;
     }
     bool existed = file_has_bytes(sf->data_path);
     /* A file we may read but not write (someone else's, a read-only
@@ -473,11 +471,11 @@ static int seed_open_file(const struct seed_opts *o, int i, struct seed_file *sf
                                        .read_only = sf->read_only};
     if (cascade_store_open(&sf->meta, &so, &sf->st, err, sizeof err) < 0) {
         fprintf(stderr, "cascade seed: %s\n", err);
-        return CLI_FAIL;
+        return CASCADE_EXIT_FAIL;
     }
     if (existed && !cascade_store_complete(sf->st) &&
         adopt_existing(sf->st, "seed", sf->data_path, false) < 0)
-        return CLI_FAIL;
+        return CASCADE_EXIT_FAIL;
     log_info("%s: %llu of %llu blocks held", sf->data_path,
              (unsigned long long)cascade_store_held_count(sf->st),
              (unsigned long long)sf->meta.block_count);
@@ -504,7 +502,7 @@ static int seed_start_fetchers(struct seed_file *files, int n, const struct sock
         };
         if (fetcher_start(files[i].st, &fc, &files[i].f, err, sizeof err) < 0) {
             fprintf(stderr, "cascade seed: %s\n", err);
-            return CLI_FAIL;
+            return CASCADE_EXIT_FAIL;
         }
         if (!files[i].read_only)
             fetcher_want_all(files[i].f);
@@ -538,11 +536,11 @@ static int seed_run(const struct seed_opts *o, struct seed_file *files, struct b
     struct sockaddr_in tracker, listen_addr, served;
     char shown[SOCK_ADDRSTRLEN], err[CASCADE_ERRLEN];
     if (parse_tracker("seed", o->tracker, &tracker, shown, sizeof shown) < 0)
-        return CLI_USAGE;
+        return CASCADE_EXIT_USAGE;
     const char *l = o->listen ? o->listen : CLI_DEFAULT_LISTEN;
     if (sock_parse_addr(l, "0.0.0.0", CLI_SEED_PORT, &listen_addr, err, sizeof err) < 0) {
         fprintf(stderr, "cascade seed: bad listen address '%s': %s\n", l, err);
-        return CLI_USAGE;
+        return CASCADE_EXIT_USAGE;
     }
     for (int i = 0; i < o->n; i++) {
         int rc = seed_open_file(o, i, &files[i]);
@@ -552,12 +550,12 @@ static int seed_run(const struct seed_opts *o, struct seed_file *files, struct b
     struct block_server_config bc = {.listen = listen_addr};
     if (block_server_start(&bc, srv, err, sizeof err) < 0) {
         fprintf(stderr, "cascade seed: %s\n", err);
-        return CLI_FAIL;
+        return CASCADE_EXIT_FAIL;
     }
     for (int i = 0; i < o->n; i++) {
         if (block_server_add_store(*srv, files[i].st) < 0) {
             fprintf(stderr, "cascade seed: %s is given twice\n", o->cascades[i]);
-            return CLI_USAGE;
+            return CASCADE_EXIT_USAGE;
         }
     }
     block_server_address(*srv, &served);
@@ -570,7 +568,7 @@ static int seed_run(const struct seed_opts *o, struct seed_file *files, struct b
     if (rc != 0)
         return rc;
     seed_wait_for_signal(files, o->n, set);
-    return CLI_OK;
+    return CASCADE_EXIT_OK;
 }
 
 int cli_seed(int argc, char **argv)
@@ -591,7 +589,7 @@ int cli_seed(int argc, char **argv)
     struct seed_file *files = calloc((size_t)o.n, sizeof *files);
     if (!files) {
         fprintf(stderr, "cascade seed: out of memory\n");
-        return CLI_FAIL;
+        return CASCADE_EXIT_FAIL;
     }
     struct block_server *srv = NULL;
     rc = seed_run(&o, files, &srv, &set);
@@ -600,9 +598,9 @@ int cli_seed(int argc, char **argv)
         fetcher_stop(files[i].f);
     block_server_stop(srv);
     for (int i = 0; i < o.n; i++) {
-        if (files[i].st && cascade_store_flush(files[i].st) != 0 && rc == CLI_OK) {
+        if (files[i].st && cascade_store_flush(files[i].st) != 0 && rc == CASCADE_EXIT_OK) {
             fprintf(stderr, "cascade seed: %s: could not flush to disk\n", files[i].data_path);
-            rc = CLI_FAIL;
+            rc = CASCADE_EXIT_FAIL;
         }
         cascade_store_close(files[i].st);
         cascade_meta_free(&files[i].meta);

@@ -15,7 +15,7 @@
 #include "cascade/progress.h"
 #include "cascade/sha256.h"
 #include "cascade/util.h"
-#include "net/cli.h"
+#include "net/cli/cli.h"
 
 /* Most bad blocks verify lists one by one before summarising. */
 enum { MAX_LISTED = 20, VERIFY_CHUNK = 1 << 20 };
@@ -23,7 +23,7 @@ enum { MAX_LISTED = 20, VERIFY_CHUNK = 1 << 20 };
 /* A .cascade problem is bad input (2); failing to read it at all is too. */
 static int meta_exit_code(int rc)
 {
-    return rc == CASCADE_META_ENOMEM ? CLI_FAIL : CLI_USAGE;
+    return rc == CASCADE_META_ENOMEM ? CASCADE_EXIT_FAIL : CASCADE_EXIT_USAGE;
 }
 
 static void print_hash(const char *label, const uint8_t *hash)
@@ -70,20 +70,20 @@ static int parse_create(int argc, char **argv, struct create_opts *o)
             if (cascade_parse_size(optarg, &o->block_size) != 0 || o->block_size == 0) {
                 fprintf(stderr, "cascade create: bad block size '%s': give a whole number "
                         ">= 1, optionally with K, M or G (e.g. 256K)\n", optarg);
-                return CLI_USAGE;
+                return CASCADE_EXIT_USAGE;
             }
             break;
         case 'o': o->out = optarg; break;
         case 'f': o->force = true; break;
         case 'q': o->quiet = true; break;
-        case 'h': create_usage(stdout); return CLI_OK;
-        default: create_usage(stderr); return CLI_USAGE;
+        case 'h': create_usage(stdout); return CASCADE_EXIT_OK;
+        default: create_usage(stderr); return CASCADE_EXIT_USAGE;
         }
     }
     if (argc - optind != 1) {
         fprintf(stderr, "cascade create: expected one DATA file, got %d arguments\n", argc - optind);
         create_usage(stderr);
-        return CLI_USAGE;
+        return CASCADE_EXIT_USAGE;
     }
     o->data = argv[optind];
     return -1;   /* go on */
@@ -95,17 +95,17 @@ static int check_create_paths(const struct create_opts *o, uint64_t *size)
     struct stat st;
     if (stat(o->data, &st) != 0) {
         fprintf(stderr, "cascade create: %s: %s\n", o->data, strerror(errno));
-        return CLI_USAGE;
+        return CASCADE_EXIT_USAGE;
     }
     if (!S_ISREG(st.st_mode)) {
         fprintf(stderr, "cascade create: %s is not a regular file\n", o->data);
-        return CLI_USAGE;
+        return CASCADE_EXIT_USAGE;
     }
     *size = (uint64_t)st.st_size;
     if (!o->force && lstat(o->out, &st) == 0) {
         fprintf(stderr, "cascade create: %s already exists; use -f to overwrite it "
                 "or -o to write elsewhere\n", o->out);
-        return CLI_USAGE;
+        return CASCADE_EXIT_USAGE;
     }
     return -1;
 }
@@ -121,12 +121,12 @@ static int run_create(const struct create_opts *o, uint64_t size)
     cascade_progress_finish(&progress);
     if (rc != 0) {
         fprintf(stderr, "cascade create: %s\n", err);
-        return CLI_FAIL;
+        return CASCADE_EXIT_FAIL;
     }
     char hex[CASCADE_HEX_LEN];
     cascade_hex(hash, CASCADE_HASH_LEN, hex);
     printf("%s\n%s\n", o->out, hex);
-    return CLI_OK;
+    return CASCADE_EXIT_OK;
 }
 
 int cli_create(int argc, char **argv)
@@ -140,7 +140,7 @@ int cli_create(int argc, char **argv)
         size_t len = strlen(o.data) + sizeof ".cascade";
         if (!(default_out = malloc(len))) {
             fprintf(stderr, "cascade create: out of memory\n");
-            return CLI_FAIL;
+            return CASCADE_EXIT_FAIL;
         }
         snprintf(default_out, len, "%s.cascade", o.data);
         o.out = default_out;
@@ -193,15 +193,15 @@ int cli_info(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
         case 'B': blocks = true; break;
-        case 'h': info_usage(stdout); return CLI_OK;
-        default: info_usage(stderr); return CLI_USAGE;
+        case 'h': info_usage(stdout); return CASCADE_EXIT_OK;
+        default: info_usage(stderr); return CASCADE_EXIT_USAGE;
         }
     }
     if (argc - optind != 1) {
         fprintf(stderr, "cascade info: expected one FILE.cascade, got %d arguments\n",
                 argc - optind);
         info_usage(stderr);
-        return CLI_USAGE;
+        return CASCADE_EXIT_USAGE;
     }
     struct cascade_meta m;
     char err[CASCADE_ERRLEN];
@@ -212,7 +212,7 @@ int cli_info(int argc, char **argv)
     }
     print_info(&m, blocks);
     cascade_meta_free(&m);
-    return CLI_OK;
+    return CASCADE_EXIT_OK;
 }
 
 /* ---- verify ---- */
@@ -325,17 +325,17 @@ static int verify_report(struct verifier *v)
                (unsigned long long)(v->pos - m->size), (unsigned long long)m->size);
     if (cascade_sha256_final(v->whole, whole) != 0) {
         fprintf(stderr, "cascade verify: SHA-256 failed\n");
-        return CLI_FAIL;
+        return CASCADE_EXIT_FAIL;
     }
     bool whole_ok = memcmp(whole, m->target_hash, CASCADE_HASH_LEN) == 0;
     printf("whole file: %s\n", whole_ok ? "hash matches" : "hash MISMATCH");
     if (v->bad || missing || v->pos != m->size || !whole_ok) {
         printf("FAILED: %llu of %llu blocks bad, %llu missing\n", (unsigned long long)v->bad,
                (unsigned long long)m->block_count, (unsigned long long)missing);
-        return CLI_FAIL;
+        return CASCADE_EXIT_FAIL;
     }
     printf("OK: all %llu blocks match\n", (unsigned long long)m->block_count);
-    return CLI_OK;
+    return CASCADE_EXIT_OK;
 }
 
 static int verify_data(const struct cascade_meta *m, const char *data, bool quiet)
@@ -343,11 +343,11 @@ static int verify_data(const struct cascade_meta *m, const char *data, bool quie
     int fd = open(data, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         fprintf(stderr, "cascade verify: %s: %s\n", data, strerror(errno));
-        return CLI_USAGE;
+        return CASCADE_EXIT_USAGE;
     }
     struct verifier v = {.m = m, .block = cascade_sha256_new(), .whole = cascade_sha256_new()};
     struct cascade_progress progress;
-    int rc = CLI_FAIL;
+    int rc = CASCADE_EXIT_FAIL;
     cascade_progress_init(&progress, "verifying", m->size, true, quiet);
     if (!v.block || !v.whole)
         fprintf(stderr, "cascade verify: out of memory\n");
@@ -373,15 +373,15 @@ int cli_verify(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
         switch (c) {
         case 'q': quiet = true; break;
-        case 'h': verify_usage(stdout); return CLI_OK;
-        default: verify_usage(stderr); return CLI_USAGE;
+        case 'h': verify_usage(stdout); return CASCADE_EXIT_OK;
+        default: verify_usage(stderr); return CASCADE_EXIT_USAGE;
         }
     }
     if (argc - optind != 2) {
         fprintf(stderr, "cascade verify: expected FILE.cascade and DATA, got %d arguments\n",
                 argc - optind);
         verify_usage(stderr);
-        return CLI_USAGE;
+        return CASCADE_EXIT_USAGE;
     }
     struct cascade_meta m;
     char err[CASCADE_ERRLEN];

@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "net/cli.h"
+#include "net/cli/cli.h"
 
 static const struct {
     const char *name;
@@ -30,20 +30,20 @@ int main(int argc, char **argv)
 {
     if (argc < 2) {
         usage(stderr);
-        return CLI_USAGE;
+        return CASCADE_EXIT_USAGE;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
-        return CLI_OK;
+        return CASCADE_EXIT_OK;
     }
     if (!strcmp(argv[1], "--version")) {
         printf("cascade %s\n", CASCADEFS_VERSION);
-        return CLI_OK;
+        return CASCADE_EXIT_OK;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name))
             return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "cascade: unknown command '%s'\n", argv[1]);
     usage(stderr);
-    return CLI_USAGE;
+    return CASCADE_EXIT_USAGE;
 }

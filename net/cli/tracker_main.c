@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cascade/folder.h"
 #include "cascade/log.h"
 #include "cascade/meta.h"
 #include "cascade/util.h"
@@ -86,24 +87,17 @@ static int allow_cascade_file(struct tracker_state *ts, const char *path)
 
 static int allow_folder(struct tracker_state *ts, const char *path)
 {
-    DIR *d = opendir(path);
-    if (!d) {
-        fprintf(stderr, "cascade-tracker: --allow %s: %s\n", path, strerror(errno));
+    char err[CASCADE_ERRLEN], **files;
+    size_t n;
+    if (cascade_folder_list(path, &files, &n, err, sizeof err) < 0) {
+        fprintf(stderr, "cascade-tracker: --allow %s: %s\n", path, err);
         return -1;
     }
-    int rc = 0, found = 0;
-    struct dirent *e;
-    while (rc == 0 && (e = readdir(d))) {
-        size_t len = strlen(e->d_name);
-        if (len <= 8 || strcmp(e->d_name + len - 8, ".cascade") != 0)
-            continue;
-        char file[4096];
-        snprintf(file, sizeof file, "%s/%s", path, e->d_name);
-        rc = allow_cascade_file(ts, file);
-        found++;
-    }
-    closedir(d);
-    if (rc == 0 && found == 0)
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = allow_cascade_file(ts, files[i]);
+    cascade_folder_free(files, n);
+    if (rc == 0 && n == 0)
         log_warn("--allow %s: no .cascade files in this folder", path);
     return rc;
 }

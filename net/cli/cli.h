@@ -1,10 +1,10 @@
 /* Subcommands of the `cascade` program. Each takes argc/argv starting at the
- * subcommand name and returns the exit code:
+ * subcommand name and returns the exit code (enum cascade_exit in util.h):
  *   0 success, 1 failure (the work could not be done), 2 bad usage or bad input. */
 #ifndef NET_CLI_H
 #define NET_CLI_H
 
-enum cli_exit { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
+#include "cascade/util.h"
 
 int cli_create(int argc, char **argv);
 int cli_info(int argc, char **argv);
