@@ -8,14 +8,11 @@
  * memory per connection is fixed (struct conn), and a client that stops
  * reading only stalls its own connection.
  *
- * Stores live in a table of served_file entries under srv->lock. An entry
- * carries its own duplicate of the store's data descriptor and is reference
- * counted: the table holds one reference and a connection in the middle of
- * sending one of its blocks holds another. The store itself is touched only
- * under srv->lock while its entry is in the table, so once
- * block_server_remove_store returns the caller may close the store.
- *
- * Lock order: srv->lock, then the store's own locks (cascade_store_has). */
+ * A request is resolved through the source (block_server.h): acquire pins
+ * the file and its store; a connection keeps the pin while the block's
+ * bytes go out, then releases it, so the store cannot close under sendfile.
+ * Status answers release at once.
+ */
 #include "net/block_server.h"
 
 #include <errno.h>
@@ -52,16 +49,6 @@
 #define BS_MESSAGE_MAX 128              /* status message text, bytes */
 #define BS_TICK_MAX_MS 1000             /* idle sweep at least this often */
 
-/* One file being served; see the comment at the top for its lifetime. */
-struct served_file {
-    uint8_t hash[CASCADE_HASH_LEN];
-    struct cascade_store *store;        /* only under srv->lock, while in the table */
-    int data_fd;                        /* our own duplicate, read-only use */
-    atomic_uint refs;
-    atomic_uint_fast64_t bytes_served;
-    atomic_uint_fast64_t blocks_served;
-};
-
 /* One client connection; only the loop thread touches it. */
 struct conn {
     int fd;
@@ -77,14 +64,16 @@ struct conn {
     bool close_after;                   /* status 1, 3, 4 */
     uint8_t head[WIRE_PEER_ANSWER_HEADER_LEN + BS_MESSAGE_MAX];
     size_t head_len, head_sent;
-    struct served_file *file;           /* set (with a reference) while block bytes remain */
-    uint64_t block, block_len, file_off, file_left;
+    void *file;                         /* pinned (acquired) while block bytes remain */
+    struct cascade_store *store;        /* its store, pinned with it */
+    uint64_t block, block_len, file_off, file_left, file_sent;
 };
 
 struct block_server {
     int listen_fd, epoll_fd, wake_fd;
     struct sockaddr_in addr;
     int idle_timeout_ms, max_connections, tick_ms;
+    struct block_server_source source;
     pthread_t thread;
 
     /* Loop thread only. */
@@ -92,127 +81,20 @@ struct block_server {
     size_t nconns;
     bool accept_paused;                 /* out of descriptors: retry on the next tick */
 
-    pthread_mutex_t lock;               /* guards files, nfiles, files_cap */
-    struct served_file **files;
-    size_t nfiles, files_cap;
-
     atomic_uint_fast64_t bytes_served, blocks_served;
     atomic_uint_fast64_t connections_open, connections_total;
 };
 
-/* ---- served files ---- */
+/* ---- pins ---- */
 
-static void served_file_ref(struct served_file *f)
+/* Give back the pin of the block being sent (or abandoned). */
+static void conn_unpin(struct block_server *srv, struct conn *c)
 {
-    atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
-}
-
-static void served_file_unref(struct served_file *f)
-{
-    if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
+    if (!c->file)
         return;
-    close(f->data_fd);
-    free(f);
-}
-
-static struct served_file *files_find_locked(struct block_server *srv, const uint8_t *hash)
-{
-    for (size_t i = 0; i < srv->nfiles; i++)
-        if (memcmp(srv->files[i]->hash, hash, CASCADE_HASH_LEN) == 0)
-            return srv->files[i];
-    return NULL;
-}
-
-static int files_grow_locked(struct block_server *srv)
-{
-    if (srv->nfiles < srv->files_cap)
-        return 0;
-    size_t cap = srv->files_cap ? 2 * srv->files_cap : 8;
-    struct served_file **files = realloc(srv->files, cap * sizeof *files);
-    if (!files)
-        return -1;
-    srv->files = files;
-    srv->files_cap = cap;
-    return 0;
-}
-
-int block_server_add_store(struct block_server *srv, struct cascade_store *st)
-{
-    const uint8_t *hash = cascade_store_meta(st)->cascade_hash;
-    struct served_file *f = calloc(1, sizeof *f);
-    if (!f)
-        return -1;
-    f->data_fd = fcntl(cascade_store_data_fd(st), F_DUPFD_CLOEXEC, 0);
-    if (f->data_fd < 0) {
-        log_warn("block server: cannot duplicate the data descriptor: %s", strerror(errno));
-        free(f);
-        return -1;
-    }
-    memcpy(f->hash, hash, CASCADE_HASH_LEN);
-    f->store = st;
-    atomic_init(&f->refs, 1);
-    atomic_init(&f->bytes_served, 0);
-    atomic_init(&f->blocks_served, 0);
-
-    pthread_mutex_lock(&srv->lock);
-    int rc = -1;
-    if (!files_find_locked(srv, hash) && files_grow_locked(srv) == 0) {
-        srv->files[srv->nfiles++] = f;
-        rc = 0;
-    }
-    pthread_mutex_unlock(&srv->lock);
-    if (rc < 0)
-        served_file_unref(f);
-    return rc;
-}
-
-void block_server_remove_store(struct block_server *srv, struct cascade_store *st)
-{
-    struct served_file *found = NULL;
-    pthread_mutex_lock(&srv->lock);
-    for (size_t i = 0; i < srv->nfiles; i++) {
-        if (srv->files[i]->store == st) {
-            found = srv->files[i];
-            srv->files[i] = srv->files[--srv->nfiles];
-            break;
-        }
-    }
-    pthread_mutex_unlock(&srv->lock);
-    if (found)
-        served_file_unref(found);   /* connections still sending keep it alive */
-}
-
-/* What a request resolves to; file (with a reference taken) only for status 0. */
-struct block_lookup {
-    uint8_t status;
-    struct served_file *file;
-    uint64_t offset, len, block_count;
-};
-
-static void server_lookup(struct block_server *srv, const struct wire_peer_request *req,
-                          struct block_lookup *out)
-{
-    memset(out, 0, sizeof *out);
-    pthread_mutex_lock(&srv->lock);
-    struct served_file *f = files_find_locked(srv, req->hash);
-    if (!f) {
-        out->status = WIRE_STATUS_UNKNOWN_HASH;
-    } else {
-        const struct cascade_meta *m = cascade_store_meta(f->store);
-        out->block_count = m->block_count;
-        if (req->block >= m->block_count) {
-            out->status = WIRE_STATUS_OUT_OF_RANGE;
-        } else if (!cascade_store_has(f->store, req->block)) {
-            out->status = WIRE_STATUS_NOT_PRESENT;
-        } else {
-            out->status = WIRE_STATUS_OK;
-            out->offset = cascade_meta_block_offset(m, req->block);
-            out->len = cascade_meta_block_len(m, req->block);
-            served_file_ref(f);
-            out->file = f;
-        }
-    }
-    pthread_mutex_unlock(&srv->lock);
+    srv->source.release(srv->source.ctx, c->file, c->file_sent);
+    c->file = NULL;
+    c->store = NULL;
 }
 
 /* ---- connections ---- */
@@ -220,8 +102,7 @@ static void server_lookup(struct block_server *srv, const struct wire_peer_reque
 static void conn_close(struct block_server *srv, struct conn *c)
 {
     close(c->fd);   /* also drops it from the epoll set */
-    if (c->file)
-        served_file_unref(c->file);
+    conn_unpin(srv, c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -325,31 +206,37 @@ static void conn_answer(struct block_server *srv, struct conn *c)
         conn_set_message(c, WIRE_STATUS_BAD_REQUEST, "%s", why);   /* "bad request: ..." */
         return;
     }
-    struct block_lookup look;
-    server_lookup(srv, &req, &look);
-    switch (look.status) {
-    case WIRE_STATUS_UNKNOWN_HASH:
-        conn_set_message(c, look.status, "unknown cascade hash");
+    struct cascade_store *st = NULL;
+    uint64_t count = 0;
+    void *file = srv->source.acquire(srv->source.ctx, req.hash, &st, &count);
+    if (!file) {
+        conn_set_message(c, WIRE_STATUS_UNKNOWN_HASH, "unknown cascade hash");
         return;
-    case WIRE_STATUS_OUT_OF_RANGE:
-        conn_set_message(c, look.status, "block %" PRIu64 " out of range (%" PRIu64 " blocks)",
-                         req.block, look.block_count);
-        return;
-    case WIRE_STATUS_NOT_PRESENT:
-        conn_set_message(c, look.status, "block %" PRIu64 " not present", req.block);
-        return;
-    default:
-        break;
     }
-    wire_encode_peer_answer_header(WIRE_STATUS_OK, look.len, c->head);
+    if (req.block >= count) {
+        srv->source.release(srv->source.ctx, file, 0);
+        conn_set_message(c, WIRE_STATUS_OUT_OF_RANGE,
+                         "block %" PRIu64 " out of range (%" PRIu64 " blocks)", req.block, count);
+        return;
+    }
+    if (!st || !cascade_store_has(st, req.block)) {
+        srv->source.release(srv->source.ctx, file, 0);
+        conn_set_message(c, WIRE_STATUS_NOT_PRESENT, "block %" PRIu64 " not present", req.block);
+        return;
+    }
+    const struct cascade_meta *m = cascade_store_meta(st);
+    uint64_t len = cascade_meta_block_len(m, req.block);
+    wire_encode_peer_answer_header(WIRE_STATUS_OK, len, c->head);
     c->head_len = WIRE_PEER_ANSWER_HEADER_LEN;
     c->head_sent = 0;
     c->close_after = false;
-    c->file = look.file;
+    c->file = file;
+    c->store = st;
     c->block = req.block;
-    c->block_len = look.len;
-    c->file_off = look.offset;
-    c->file_left = look.len;
+    c->block_len = len;
+    c->file_off = cascade_meta_block_offset(m, req.block);
+    c->file_left = len;
+    c->file_sent = 0;
     c->sending = true;
 }
 
@@ -368,15 +255,13 @@ static void drain_sigpipe(void)
 static void conn_finish_block(struct block_server *srv, struct conn *c)
 {
     atomic_fetch_add_explicit(&srv->blocks_served, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&c->file->blocks_served, 1, memory_order_relaxed);
     if (cascade_log_enabled(CASCADE_LOG_DEBUG)) {
         char hex[CASCADE_HEX_LEN];
-        cascade_hex(c->file->hash, CASCADE_HASH_LEN, hex);
+        cascade_hex(cascade_store_meta(c->store)->cascade_hash, CASCADE_HASH_LEN, hex);
         conn_debug(c, "served block %" PRIu64 " (%" PRIu64 " bytes) of %.16s",
                    c->block, c->block_len, hex);
     }
-    served_file_unref(c->file);
-    c->file = NULL;
+    conn_unpin(srv, c);
 }
 
 /* Send the block bytes: 1 done, 0 would block (or budget used), -1 error. */
@@ -392,7 +277,7 @@ static int conn_send_block(struct block_server *srv, struct conn *c)
         }
         off_t off = (off_t)c->file_off;
         size_t chunk = c->file_left < budget ? (size_t)c->file_left : (size_t)budget;
-        ssize_t n = sendfile(c->fd, c->file->data_fd, &off, chunk);
+        ssize_t n = sendfile(c->fd, cascade_store_data_fd(c->store), &off, chunk);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -409,10 +294,10 @@ static int conn_send_block(struct block_server *srv, struct conn *c)
         }
         c->file_off += (uint64_t)n;
         c->file_left -= (uint64_t)n;
+        c->file_sent += (uint64_t)n;
         budget -= (uint64_t)n;
         c->last_active_ms = cascade_now_ms();
         atomic_fetch_add_explicit(&srv->bytes_served, (uint64_t)n, memory_order_relaxed);
-        atomic_fetch_add_explicit(&c->file->bytes_served, (uint64_t)n, memory_order_relaxed);
     }
     conn_finish_block(srv, c);
     return 1;
@@ -657,10 +542,6 @@ static void server_free(struct block_server *srv)
         close(srv->epoll_fd);
     if (srv->wake_fd >= 0)
         close(srv->wake_fd);
-    for (size_t i = 0; i < srv->nfiles; i++)
-        served_file_unref(srv->files[i]);
-    free(srv->files);
-    pthread_mutex_destroy(&srv->lock);
     free(srv);
 }
 
@@ -672,12 +553,17 @@ int block_server_start(const struct block_server_config *cfg, struct block_serve
         cascade_errf(err, errlen, "block server: negative idle timeout or connection limit");
         return -1;
     }
+    if (!cfg->source.acquire || !cfg->source.release) {
+        cascade_errf(err, errlen, "block server: no source of files to serve");
+        return -1;
+    }
     struct block_server *srv = calloc(1, sizeof *srv);
     if (!srv) {
         cascade_errf(err, errlen, "block server: out of memory");
         return -1;
     }
     srv->listen_fd = srv->epoll_fd = srv->wake_fd = -1;
+    srv->source = cfg->source;
     srv->idle_timeout_ms = cfg->idle_timeout_ms ? cfg->idle_timeout_ms : BS_DEFAULT_IDLE_MS;
     srv->max_connections = cfg->max_connections ? cfg->max_connections : BS_DEFAULT_MAX_CONNECTIONS;
     srv->tick_ms = srv->idle_timeout_ms / 4;
@@ -685,7 +571,6 @@ int block_server_start(const struct block_server_config *cfg, struct block_serve
         srv->tick_ms = BS_TICK_MAX_MS;
     if (srv->tick_ms < 10)
         srv->tick_ms = 10;
-    pthread_mutex_init(&srv->lock, NULL);
     atomic_init(&srv->bytes_served, 0);
     atomic_init(&srv->blocks_served, 0);
     atomic_init(&srv->connections_open, 0);
@@ -713,24 +598,13 @@ void block_server_address(const struct block_server *srv, struct sockaddr_in *ou
     *out = srv->addr;
 }
 
-void block_server_get_stats(struct block_server *srv, const uint8_t *hash,
-                            struct block_server_stats *out)
+void block_server_get_stats(struct block_server *srv, struct block_server_stats *out)
 {
     memset(out, 0, sizeof *out);
-    if (!hash) {
-        out->bytes_served = atomic_load_explicit(&srv->bytes_served, memory_order_relaxed);
-        out->blocks_served = atomic_load_explicit(&srv->blocks_served, memory_order_relaxed);
-        out->connections_open = atomic_load_explicit(&srv->connections_open, memory_order_relaxed);
-        out->connections_total = atomic_load_explicit(&srv->connections_total, memory_order_relaxed);
-        return;
-    }
-    pthread_mutex_lock(&srv->lock);
-    struct served_file *f = files_find_locked(srv, hash);
-    if (f) {
-        out->bytes_served = atomic_load_explicit(&f->bytes_served, memory_order_relaxed);
-        out->blocks_served = atomic_load_explicit(&f->blocks_served, memory_order_relaxed);
-    }
-    pthread_mutex_unlock(&srv->lock);
+    out->bytes_served = atomic_load_explicit(&srv->bytes_served, memory_order_relaxed);
+    out->blocks_served = atomic_load_explicit(&srv->blocks_served, memory_order_relaxed);
+    out->connections_open = atomic_load_explicit(&srv->connections_open, memory_order_relaxed);
+    out->connections_total = atomic_load_explicit(&srv->connections_total, memory_order_relaxed);
 }
 
 void block_server_stop(struct block_server *srv)

@@ -1,9 +1,11 @@
 /* Unit tests for the block server (net/block_server.c) over loopback: every
  * status with its exact bytes, pipelining, 1000 concurrent connections, a
- * client that never reads, idle timeout, the connection cap, removing a
- * store while it is being served, and the stats. */
+ * client that never reads, idle timeout, the connection cap, a file that
+ * goes away while it is being served (its pin keeps the store), and the
+ * stats. The server's source here is a two-file table in this file. */
 #include <errno.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -41,6 +43,9 @@ struct file_fixture {
     uint8_t *data;
     struct cascade_meta meta;
     struct cascade_store *store;
+    atomic_bool gone;            /* the source no longer knows it (status 1) */
+    atomic_int pins;             /* acquired and not yet released */
+    atomic_uint_fast64_t served; /* bytes reported by release() */
 };
 
 struct fixture {
@@ -79,9 +84,37 @@ static void put_block(struct file_fixture *ff, uint64_t i)
                      CASCADE_STORE_OK);
 }
 
+/* ---- the server's source: the two files of the fixture ---------------- */
+
+static void *source_acquire(void *ctx, const uint8_t *hash, struct cascade_store **st,
+                            uint64_t *block_count)
+{
+    struct fixture *f = ctx;
+    struct file_fixture *files[] = {&f->small, &f->big};
+    for (size_t i = 0; i < 2; i++) {
+        struct file_fixture *ff = files[i];
+        if (atomic_load(&ff->gone) || memcmp(ff->meta.cascade_hash, hash, CASCADE_HASH_LEN))
+            continue;
+        atomic_fetch_add(&ff->pins, 1);
+        *st = ff->store;
+        *block_count = ff->meta.block_count;
+        return ff;
+    }
+    return NULL;
+}
+
+static void source_release(void *ctx, void *file, uint64_t bytes_sent)
+{
+    (void)ctx;
+    struct file_fixture *ff = file;
+    atomic_fetch_add(&ff->served, bytes_sent);
+    atomic_fetch_sub(&ff->pins, 1);
+}
+
 static void start_server(struct fixture *f, int idle_ms, int max_conns)
 {
-    struct block_server_config cfg = {.idle_timeout_ms = idle_ms, .max_connections = max_conns};
+    struct block_server_config cfg = {.idle_timeout_ms = idle_ms, .max_connections = max_conns,
+                                      .source = {f, source_acquire, source_release}};
     sock_make_addr(0x7f000001, 0, &cfg.listen);
     char err[CASCADE_ERRLEN] = "";
     int rc = block_server_start(&cfg, &f->srv, err, sizeof err);
@@ -90,9 +123,6 @@ static void start_server(struct fixture *f, int idle_ms, int max_conns)
     assert_int_equal(rc, 0);
     block_server_address(f->srv, &f->addr);
     assert_int_not_equal(f->addr.sin_port, 0);
-    assert_int_equal(block_server_add_store(f->srv, f->small.store), 0);
-    assert_int_equal(block_server_add_store(f->srv, f->big.store), 0);
-    assert_int_equal(block_server_add_store(f->srv, f->small.store), -1);
 }
 
 static int setup_with(void **state, int idle_ms, int max_conns)
@@ -384,7 +414,7 @@ static void test_thousand_connections(void **state)
         }
     }
     struct block_server_stats st;
-    block_server_get_stats(f->srv, NULL, &st);
+    block_server_get_stats(f->srv, &st);
     assert_true(st.connections_open >= N);
     assert_true(st.connections_total >= N);
     for (int i = 0; i < N; i++)
@@ -393,8 +423,9 @@ static void test_thousand_connections(void **state)
 }
 
 /* Fill a connection with requests for 1 MiB blocks and never read: the
- * server must still answer a second client, and removing the store (and
- * closing it) under the stuck connection must be safe. */
+ * server must still answer a second client; when the source forgets the
+ * file, new requests get status 1 while the stuck connection keeps its pin
+ * (the store stays open under it) until its block is out. */
 static void test_non_reader_does_not_block_others(void **state)
 {
     struct fixture *f = *state;
@@ -418,20 +449,22 @@ static void test_non_reader_does_not_block_others(void **state)
     expect_block(other, &f->big, 2);
 
     struct block_server_stats st;
-    block_server_get_stats(f->srv, f->big.meta.cascade_hash, &st);
+    block_server_get_stats(f->srv, &st);
     assert_true(st.blocks_served < (uint64_t)N);   /* the stuck one really is stuck */
 
-    block_server_remove_store(f->srv, f->big.store);
-    cascade_store_close(f->big.store);
-    f->big.store = NULL;
+    atomic_store(&f->big.gone, true);
     send_request(other, f->big.meta.cascade_hash, 2);
     expect_message(other, WIRE_STATUS_UNKNOWN_HASH, "unknown cascade hash");
     expect_closed(other);
     close(other);
+    assert_int_equal(atomic_load(&f->big.pins), 1);   /* the stuck block's pin */
 
-    /* The stuck connection still drains correct bytes from the removed file. */
+    /* The stuck connection still drains correct bytes from the forgotten file. */
     expect_block(stuck, &f->big, 0);
     close(stuck);
+    for (int i = 0; i < IO_TIMEOUT_MS / 10 && atomic_load(&f->big.pins) != 0; i++)
+        usleep(10000);
+    assert_int_equal(atomic_load(&f->big.pins), 0);   /* closing released it */
 }
 
 static void test_idle_timeout_closes(void **state)
@@ -479,23 +512,17 @@ static void test_stats_count_bytes(void **state)
     send_request(fd, f->small.meta.cascade_hash, SMALL_MISSING_A);
     expect_message(fd, WIRE_STATUS_NOT_PRESENT, "block 3 not present");
 
+    /* Per file, the source hears of every byte, and every pin came back. */
+    assert_int_equal(atomic_load(&f->small.served), bytes);
+    assert_int_equal(atomic_load(&f->big.served), BIG_BS);
+    assert_int_equal(atomic_load(&f->small.pins), 0);
+    assert_int_equal(atomic_load(&f->big.pins), 0);
     struct block_server_stats st;
-    block_server_get_stats(f->srv, f->small.meta.cascade_hash, &st);
-    assert_int_equal(st.bytes_served, bytes);
-    assert_int_equal(st.blocks_served, blocks);
-    assert_int_equal(st.connections_open, 0);
-    block_server_get_stats(f->srv, f->big.meta.cascade_hash, &st);
-    assert_int_equal(st.bytes_served, BIG_BS);
-    assert_int_equal(st.blocks_served, 1);
-    block_server_get_stats(f->srv, NULL, &st);
+    block_server_get_stats(f->srv, &st);
     assert_int_equal(st.bytes_served, bytes + BIG_BS);
     assert_int_equal(st.blocks_served, blocks + 1);
     assert_int_equal(st.connections_open, 1);
     assert_int_equal(st.connections_total, 1);
-
-    uint8_t unknown[CASCADE_HASH_LEN] = {0};
-    block_server_get_stats(f->srv, unknown, &st);
-    assert_int_equal(st.bytes_served, 0);
     close(fd);
 }
 
@@ -513,6 +540,7 @@ static void test_stop_with_open_connections(void **state)
     expect_closed(idle);
     close(idle);
     close(busy);
+    assert_int_equal(atomic_load(&f->big.pins), 0);   /* stop released the half-sent pin */
 }
 
 int main(void)
