@@ -15,10 +15,10 @@
  *   3. go to the background unless -f/-d: fork, the parent waits on a pipe
  *      for the child's verdict, so `cascadefs ...` returns 0 only once the
  *      mount is there, and 1 with the child's message when it failed;
- *   4. in the (child) process that stays: stores, block server, fetchers
- *      (threads, hence after the fork), then fuse_mount;
- *   5. fuse_loop_mt until unmounted or signalled; then unmount, stop
- *      fetchers and server, close stores (records made durable).
+ *   4. in the (child) process that stays: the peer node (threads, hence
+ *      after the fork) with every file added, then fuse_mount;
+ *   5. fuse_loop_mt until unmounted or signalled; then unmount and stop the
+ *      node (connections closed, every held mark made durable).
  */
 #include <errno.h>
 #include <fcntl.h>

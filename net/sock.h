@@ -30,6 +30,16 @@ int sock_connect(const struct sockaddr_in *addr, int timeout_ms, char *err, size
 int sock_read_full(int fd, void *buf, size_t len, int timeout_ms, char *err, size_t errlen);
 int sock_write_full(int fd, const void *buf, size_t len, int timeout_ms, char *err, size_t errlen);
 
+/* The same three, also giving up (errno ECANCELED, "Operation canceled")
+ * as soon as cancel_fd (an eventfd or pipe; -1: none) is readable, so a
+ * thread blocked on a slow peer can be stopped at once. */
+int sock_connect_cancelable(const struct sockaddr_in *addr, int timeout_ms, int cancel_fd,
+                            char *err, size_t errlen);
+int sock_read_full_cancelable(int fd, void *buf, size_t len, int timeout_ms, int cancel_fd,
+                              char *err, size_t errlen);
+int sock_write_full_cancelable(int fd, const void *buf, size_t len, int timeout_ms,
+                               int cancel_fd, char *err, size_t errlen);
+
 /* socket+SO_REUSEADDR+bind+listen; returns the fd (blocking) or -1.
  * Port 0 picks a free port: read it back with sock_local_addr. */
 int sock_listen(const struct sockaddr_in *addr, int backlog, char *err, size_t errlen);
