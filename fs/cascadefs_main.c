@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <fuse.h>
 #include <fuse_lowlevel.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,7 +205,8 @@ static int run_loop_mt(struct fuse *fuse, const struct fuse_cmdline_opts *cmd)
     }
     fuse_loop_cfg_set_clone_fd(cfg, (unsigned)cmd->clone_fd);
     fuse_loop_cfg_set_idle_threads(cfg, cmd->max_idle_threads);
-    fuse_loop_cfg_set_max_threads(cfg, cmd->max_threads);
+    if (cmd->max_threads != UINT_MAX)   /* UINT_MAX: not given, keep libfuse's default */
+        fuse_loop_cfg_set_max_threads(cfg, cmd->max_threads);
     int rc = fuse_loop_mt(fuse, cfg);
     fuse_loop_cfg_destroy(cfg);
     return rc;

@@ -26,8 +26,8 @@ static int start_node(struct fs_mount *m, const struct fs_options *opts, char *e
 }
 
 /* Add f to the node. A user's data file is verified (adopted) now, before
- * the mount appears; a fill wants every block now (the node keeps the
- * store open while anything is wanted, and closes it once idle). */
+ * the mount appears; a fill is queued (the node fills a few files at a
+ * time, each keeping its store open until complete). */
 static int add_file(struct fs_mount *m, struct fs_file *f, const struct fs_options *opts,
                     char *err, size_t errlen)
 {
@@ -39,14 +39,14 @@ static int add_file(struct fs_mount *m, struct fs_file *f, const struct fs_optio
     };
     if (node_add_file(m->node, &f->meta, &fo, &f->nf, err, errlen) != 0)
         return -1;
-    if (!opts->data && !opts->fill)
-        return 0;   /* joins its swarm when first opened */
-    if (!node_file_open(f->nf, err, errlen))
-        return -1;
+    if (opts->data) {
+        if (!node_file_open(f->nf, err, errlen))
+            return -1;
+        node_file_close(f->nf);
+    }
     if (opts->fill)
-        node_file_want_all(f->nf);
-    node_file_close(f->nf);
-    return 0;
+        node_file_fill(f->nf);
+    return 0;   /* else it joins its swarm when first opened */
 }
 
 int fs_services_start(struct fs_mount *m, const struct fs_options *opts,

@@ -1,7 +1,7 @@
 /* What runs behind a mount: one peer node (net/node.h) holding every file
  * of the mount. Files join their swarm when first opened; with -o data the
  * file is verified at start (then served), with -o fill every file is
- * wanted whole at start. Started after the process has gone to the background
+ * queued to be filled. Started after the process has gone to the background
  * (threads do not survive fork) and before the mount appears; stopped after
  * the FUSE loop has ended, so every socket is closed and every held mark is
  * durable when the process exits. */
@@ -13,8 +13,8 @@
 #include "fs/fs_ops.h"
 #include "fs/fs_options.h"
 
-/* Start the node and add every file (verifying opts->data, wanting every
- * block for a fill). On failure everything started is stopped again.
+/* Start the node and add every file (verifying opts->data, queueing every
+ * file for a fill). On failure everything started is stopped again.
  * 0 or -1 with a message. */
 int fs_services_start(struct fs_mount *m, const struct fs_options *opts,
                       char *err, size_t errlen);

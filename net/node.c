@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "cascade/log.h"
@@ -17,6 +18,7 @@
 #define NODE_DEFAULT_CONNECTIONS 32
 #define NODE_DEFAULT_CONNECT_MS 3000
 #define NODE_DEFAULT_BUFFER_BYTES (32u << 20)
+#define NODE_DEFAULT_IDLE_STORES 16
 
 /* ---- the table of files ---- */
 
@@ -155,6 +157,8 @@ static void node_apply_defaults(struct peer_node *n)
     n->connect_timeout_ms = n->cfg.connect_timeout_ms > 0 ? n->cfg.connect_timeout_ms
                                                           : NODE_DEFAULT_CONNECT_MS;
     n->buf_limit = n->cfg.buffer_bytes ? n->cfg.buffer_bytes : NODE_DEFAULT_BUFFER_BYTES;
+    n->max_idle_stores = n->cfg.max_idle_stores > 0 ? n->cfg.max_idle_stores
+                                                    : NODE_DEFAULT_IDLE_STORES;
 }
 
 /* The node keeps its own copies of what cfg points to. */
@@ -219,9 +223,21 @@ static int node_start_loop(struct peer_node *n, char *err, size_t errlen)
     return 0;
 }
 
+/* Many files and many peers want many descriptors: take what we may. */
+static void node_raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            log_debug("cannot raise the descriptor limit: %s", strerror(errno));
+    }
+}
+
 int node_start(const struct node_config *cfg, struct peer_node **out, char *err, size_t errlen)
 {
     *out = NULL;
+    node_raise_fd_limit();
     struct peer_node *n = calloc(1, sizeof *n);
     if (!n) {
         cascade_errf(err, errlen, "out of memory");
@@ -229,6 +245,7 @@ int node_start(const struct node_config *cfg, struct peer_node **out, char *err,
     }
     n->cfg = *cfg;
     n->wake_fd = -1;
+    atomic_init(&n->stores_open, 0);
     node_apply_defaults(n);
     if (pthread_mutex_init(&n->lock, NULL) != 0 ||
         cascade_cond_init_monotonic(&n->put_ready) != 0 ||
@@ -271,10 +288,10 @@ void node_interrupt(struct peer_node *n)
     pthread_mutex_unlock(&n->lock);
 }
 
-void node_stop(struct peer_node *n)
+int node_stop(struct peer_node *n)
 {
     if (!n)
-        return;
+        return 0;
     /* 1. No new waits; every reader wakes now. */
     pthread_mutex_lock(&n->lock);
     n->stopping = true;
@@ -297,6 +314,7 @@ void node_stop(struct peer_node *n)
     n->server = NULL;
     /* 6. Then the stores: flushed and closed. */
     node_house_stop(n);
+    int rc = 0;
     for (size_t i = 0; i < n->n_files; i++) {
         struct node_file *f = n->files[i];
         if (f->fetch.store) {   /* the fetch pin */
@@ -306,7 +324,8 @@ void node_stop(struct peer_node *n)
         if (f->pins > 0)
             log_warn("%s: still open by %d users at stop", f->name, f->pins);
         f->pins = 0;
-        node_file_close_if_idle(f, UINT64_MAX);
+        if (node_file_close_if_idle(f, UINT64_MAX) && f->close_failed)
+            rc = -1;
         node_file_free(f);
     }
     node_buffer_trim(n);
@@ -321,6 +340,7 @@ void node_stop(struct peer_node *n)
     free(n->static_peers);
     free(n->cache_root);
     free(n);
+    return rc;
 }
 
 /* ---- figures ---- */
@@ -350,9 +370,7 @@ void node_get_stats(struct peer_node *n, struct node_stats *out)
         struct node_file *f = n->files[i];
         out->bytes_fetched += atomic_load_explicit(&f->bytes_fetched, memory_order_relaxed);
         out->bytes_served += atomic_load_explicit(&f->bytes_served, memory_order_relaxed);
-        pthread_mutex_lock(&f->store_lock);
-        out->stores_open += f->store != NULL;
-        pthread_mutex_unlock(&f->store_lock);
     }
+    out->stores_open = (size_t)atomic_load(&n->stores_open);
     pthread_mutex_unlock(&n->lock);
 }

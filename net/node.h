@@ -49,6 +49,8 @@
 #include "cascade/store.h"
 #include "net/tracker_client.h"
 
+#define NODE_FILLS_AT_ONCE 8
+
 enum node_priority {
     NODE_WANT_NONE = 0,
     NODE_WANT_BACKGROUND = 1,  /* fill, get, seed: lowest */
@@ -75,6 +77,8 @@ struct node_config {
                                        (never below three of the largest block) */
     int workers;                    /* hash-and-write threads; 0: by CPU count */
     int store_idle_ms;              /* close a store unused this long; 0: 30 s */
+    int max_idle_stores;            /* open stores beyond which the least recently
+                                       used idle one closes at once; 0: 16 */
 };
 
 /* How a file's data is kept. */
@@ -109,8 +113,10 @@ struct node_stats {
 struct peer_node;
 struct node_file;
 
-/* Start the threads and (with cfg->serve) the block server. cfg is copied;
- * the static peer array need not outlive the call. 0 or -1 with a message. */
+/* Start the threads and (with cfg->serve) the block server; raise the
+ * process's descriptor limit to its hard limit (a node may serve many
+ * files to many peers). cfg is copied, with what it points to. 0 or -1
+ * with a message. */
 int node_start(const struct node_config *cfg, struct peer_node **out, char *err, size_t errlen);
 
 /* Wake every waiting reader at once (they get -ECANCELED) and refuse new
@@ -118,8 +124,10 @@ int node_start(const struct node_config *cfg, struct peer_node **out, char *err,
  * signal. Thread-safe. */
 void node_interrupt(struct peer_node *n);
 
-/* Stop everything in order (see above) and free. NULL is fine. */
-void node_stop(struct peer_node *n);
+/* Stop everything in order (see above) and free. 0, or -1 when some held
+ * marks could not be made durable (logged; those blocks are fetched again
+ * next time). NULL is fine. */
+int node_stop(struct peer_node *n);
 
 /* Where the block server listens (port 0 when not serving). */
 void node_address(const struct peer_node *n, struct sockaddr_in *out);
@@ -144,8 +152,13 @@ void node_file_close(struct node_file *f);
  * priority of blocks not held). Only between open and close. */
 void node_file_want(struct node_file *f, uint64_t first, uint64_t count,
                     enum node_priority prio);
-/* Want every missing block in the background (fill, get, seed). */
+/* Want every missing block in the background (get). Only between open
+ * and close. */
 void node_file_want_all(struct node_file *f);
+/* Fill f in the background when the node gets to it (seed, -o fill): at
+ * most NODE_FILLS_AT_ONCE files fill at a time, each keeping its store
+ * open until complete, the others wait their turn. Needs no open. */
+void node_file_fill(struct node_file *f);
 
 /* The read path in one call: want the missing blocks under bytes
  * [off, off+len) urgently and [ra_off, ra_off+ra_len) as read-ahead, then

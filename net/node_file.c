@@ -111,6 +111,7 @@ static int file_open_store(struct node_file *f, char *err, size_t errlen)
     }
     f->adopted = true;
     f->store = st;
+    atomic_fetch_add(&f->node->stores_open, 1);
     log_debug("%s: store open, %llu of %llu blocks held (%s)", f->name,
               (unsigned long long)cascade_store_held_count(st),
               (unsigned long long)f->meta->block_count, cascade_store_dir(st));
@@ -123,6 +124,9 @@ static int file_open_store(struct node_file *f, char *err, size_t errlen)
 static int file_pin(struct node_file *f, bool open_if_empty, struct cascade_store **st,
                     char *err, size_t errlen)
 {
+    /* Make room first (before taking this file's lock: trimming takes others'). */
+    if (atomic_load(&f->node->stores_open) >= f->node->max_idle_stores)
+        node_trim_stores(f->node);
     pthread_mutex_lock(&f->store_lock);
     while (f->closing)
         pthread_cond_wait(&f->store_changed, &f->store_lock);
@@ -141,6 +145,18 @@ struct cascade_store *node_file_pin(struct node_file *f, char *err, size_t errle
 {
     struct cascade_store *st;
     return file_pin(f, true, &st, err, errlen) == 0 ? st : NULL;
+}
+
+/* Another pin on a store its caller already keeps open: no I/O, no trim,
+ * so it may be taken under the node's lock. NULL when it is not open. */
+static struct cascade_store *file_pin_open(struct node_file *f)
+{
+    pthread_mutex_lock(&f->store_lock);
+    struct cascade_store *st = f->closing ? NULL : f->store;
+    if (st)
+        f->pins++;
+    pthread_mutex_unlock(&f->store_lock);
+    return st;
 }
 
 struct cascade_store *node_file_pin_to_serve(struct node_file *f)
@@ -171,7 +187,8 @@ void node_file_unpin(struct node_file *f)
 bool node_file_close_if_idle(struct node_file *f, uint64_t idle_before_ms)
 {
     pthread_mutex_lock(&f->store_lock);
-    if (!f->store || f->pins > 0 || f->closing || f->unused_since_ms >= idle_before_ms) {
+    if (!f->store || f->pins > 0 || f->closing || f->flushing ||
+        f->unused_since_ms >= idle_before_ms) {
         pthread_mutex_unlock(&f->store_lock);
         return false;
     }
@@ -180,16 +197,45 @@ bool node_file_close_if_idle(struct node_file *f, uint64_t idle_before_ms)
     pthread_mutex_unlock(&f->store_lock);
 
     uint64_t held = cascade_store_held_count(st);
-    cascade_store_close(st);   /* flushes: the marks are durable */
+    bool flushed = cascade_store_flush(st) == CASCADE_STORE_OK;
+    cascade_store_close(st);   /* the marks are durable (unless flushed is false) */
 
     pthread_mutex_lock(&f->store_lock);
     f->store = NULL;
+    atomic_fetch_sub(&f->node->stores_open, 1);
     f->held_hint = held;
+    f->close_failed = !flushed;
     f->closing = false;
     pthread_cond_broadcast(&f->store_changed);
     pthread_mutex_unlock(&f->store_lock);
     log_debug("%s: store closed (idle)", f->name);
     return true;
+}
+
+void node_trim_stores(struct peer_node *n)
+{
+    while (atomic_load(&n->stores_open) >= n->max_idle_stores) {
+        /* The idle store unused the longest. */
+        struct node_file *oldest = NULL;
+        uint64_t oldest_ms = UINT64_MAX;
+        pthread_mutex_lock(&n->lock);
+        size_t count = n->n_files;
+        pthread_mutex_unlock(&n->lock);
+        for (size_t i = 0; i < count; i++) {
+            pthread_mutex_lock(&n->lock);
+            struct node_file *f = n->files[i];
+            pthread_mutex_unlock(&n->lock);
+            pthread_mutex_lock(&f->store_lock);
+            if (f->store && f->pins == 0 && !f->closing && !f->flushing &&
+                f->unused_since_ms < oldest_ms) {
+                oldest = f;
+                oldest_ms = f->unused_since_ms;
+            }
+            pthread_mutex_unlock(&f->store_lock);
+        }
+        if (!oldest || !node_file_close_if_idle(oldest, oldest_ms + 1))
+            return;   /* every open store is in use (or just got used): leave them */
+    }
 }
 
 /* The store of a file its caller has pinned. */
@@ -257,6 +303,11 @@ void fetch_file_settle(struct node_file *f)
         return;
     ff->store = NULL;
     node_file_unpin(f);
+    if (f->filling) {   /* done (or nothing was missing): let the next fill start */
+        f->filling = false;
+        f->node->filling--;
+        node_house_kick(f->node);
+    }
 }
 
 void fetch_block_release(struct node_file *f, uint64_t idx)
@@ -379,11 +430,10 @@ void node_file_want(struct node_file *f, uint64_t first, uint64_t count, enum no
     }
     struct fetch_file *ff = &f->fetch;
     if (!ff->store) {
-        /* The caller has the file open, so this pin opens nothing. */
-        char err[CASCADE_ERRLEN];
-        ff->store = node_file_pin(f, err, sizeof err);
+        /* The caller has the file open: this pin opens nothing. */
+        ff->store = file_pin_open(f);
         if (!ff->store) {
-            log_error("%s: %s", f->name, err);
+            log_error("%s: wanted while not open", f->name);
             pthread_mutex_unlock(&n->lock);
             return;
         }
@@ -402,6 +452,62 @@ void node_file_want(struct node_file *f, uint64_t first, uint64_t count, enum no
 void node_file_want_all(struct node_file *f)
 {
     node_file_want(f, 0, f->meta->block_count, NODE_WANT_BACKGROUND);
+}
+
+void node_file_fill(struct node_file *f)
+{
+    struct peer_node *n = f->node;
+    pthread_mutex_lock(&n->lock);
+    if (!f->fill_queued && !f->filling && !n->stopping) {
+        f->fill_queued = true;
+        f->fill_next = NULL;
+        if (n->fill_tail)
+            n->fill_tail->fill_next = f;
+        else
+            n->fill_head = f;
+        n->fill_tail = f;
+        node_house_kick(n);
+    }
+    pthread_mutex_unlock(&n->lock);
+}
+
+/* The next file to fill, counted as filling; NULL when none may start. */
+static struct node_file *fill_next(struct peer_node *n)
+{
+    pthread_mutex_lock(&n->lock);
+    struct node_file *f = NULL;
+    if (n->filling < NODE_FILLS_AT_ONCE && n->fill_head && !n->stopping) {
+        f = n->fill_head;
+        n->fill_head = f->fill_next;
+        if (!n->fill_head)
+            n->fill_tail = NULL;
+        f->fill_queued = false;
+        f->filling = true;
+        n->filling++;
+    }
+    pthread_mutex_unlock(&n->lock);
+    return f;
+}
+
+void node_start_fills(struct peer_node *n)
+{
+    struct node_file *f;
+    while ((f = fill_next(n)) != NULL) {
+        char err[CASCADE_ERRLEN];
+        struct cascade_store *st = node_file_pin(f, err, sizeof err);
+        if (st)
+            node_file_want_all(f);   /* takes the fetch pin if anything is missing */
+        else
+            log_error("%s: cannot fill it: %s", f->name, err);
+        pthread_mutex_lock(&n->lock);
+        if (!f->fetch.store && f->filling) {   /* nothing to fetch: its turn ends */
+            f->filling = false;
+            n->filling--;
+        }
+        pthread_mutex_unlock(&n->lock);
+        if (st)
+            node_file_unpin(f);
+    }
 }
 
 /* ---- waiting ---- */
@@ -475,7 +581,8 @@ int node_file_wait_complete(struct node_file *f, uint64_t deadline_ms, uint64_t 
     for (;;) {
         uint64_t now = cascade_now_ms();
         struct fetch_file *ff = &f->fetch;
-        if (cascade_store_complete(st)) {
+        /* Complete, and every block's worker is done (its counts are in). */
+        if (cascade_store_complete(st) && ff->requests == 0) {
             rc = 0;
             break;
         }

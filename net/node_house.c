@@ -4,11 +4,13 @@
  *   - makes the held marks of each open store durable when they are due
  *     (cascade_store_flush_due: by count, bytes or age);
  *   - closes the stores nobody has used for store_idle_ms (their
- *     descriptors come back; the block server reopens one on demand);
+ *     descriptors come back; the block server reopens one on demand; and
+ *     beyond max_idle_stores open, the least recently used close at once);
+ *   - starts the fills waiting their turn (node_file_fill);
  *   - frees the kept block buffers once nothing has been fetched for a
  *     while, so an idle node gives its memory back.
- * Only this thread closes stores while the node runs, so a store it found
- * open stays open while it flushes. */
+ * A store being flushed is marked so, and nobody closes it meanwhile (a
+ * thread opening a store may close other idle ones: node_trim_stores). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,14 +35,17 @@ static void house_visit(struct peer_node *n, struct node_file *f, uint64_t now,
                         uint64_t idle_before)
 {
     pthread_mutex_lock(&f->store_lock);
-    struct cascade_store *st = f->store;
+    struct cascade_store *st = f->closing ? NULL : f->store;
+    f->flushing = st != NULL;   /* nobody closes it under our flush */
     pthread_mutex_unlock(&f->store_lock);
     if (st && cascade_store_flush_due(st, now) && cascade_store_flush(st) != CASCADE_STORE_OK) {
-        /* The store forgot what was not durable; a file being filled wants
-         * it again (readers want what they read anyway). */
+        /* The store forgot what was not durable: readers want it again. */
         log_warn("%s: held marks could not be made durable; unsynced blocks will be "
                  "fetched again", f->name);
     }
+    pthread_mutex_lock(&f->store_lock);
+    f->flushing = false;
+    pthread_mutex_unlock(&f->store_lock);
     (void)n;
     node_file_close_if_idle(f, idle_before);
 }
@@ -60,6 +65,8 @@ static void house_pass(struct peer_node *n)
         pthread_mutex_unlock(&n->lock);
         house_visit(n, f, now, idle_before);
     }
+    node_trim_stores(n);
+    node_start_fills(n);
     pthread_mutex_lock(&n->lock);
     if (n->buf_out == 0 && n->buf_pooled > 0 && now - n->buf_idle_since_ms >= HOUSE_BUFFER_IDLE_MS)
         node_buffer_trim(n);

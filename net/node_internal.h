@@ -79,13 +79,18 @@ struct node_file {
     struct cascade_store *store;
     int pins;
     bool closing;
+    bool flushing;               /* the housekeeper flushes it: do not close */
     bool adopted;                /* the data file was verified once */
     bool serve_error_logged;     /* "cannot serve it" said once */
+    bool close_failed;           /* the last close could not make its marks durable */
     uint64_t unused_since_ms;
     uint64_t held_hint;          /* held blocks when the store last closed (or peeked) */
 
     /* Swarm: under the node's lock. */
     bool announced;              /* subscribed with the tracker agent */
+    bool fill_queued;            /* waits in the fill queue */
+    bool filling;                /* a fill holds its fetch pin */
+    struct node_file *fill_next;
     struct fetch_file fetch;
     pthread_cond_t landed;       /* a block landed, storing failed, or stopping */
 
@@ -189,6 +194,12 @@ struct peer_node {
     struct tracker_agent *agent;
     struct block_server *server;
     struct sockaddr_in server_addr;
+
+    struct node_file *fill_head, *fill_tail;   /* files waiting to fill */
+    int filling;                 /* files filling now (at most NODE_FILLS_AT_ONCE) */
+
+    atomic_int stores_open;      /* stores with descriptors open now */
+    int max_idle_stores;         /* beyond this many open, idle ones close at once */
 };
 
 static inline void node_wake_loop(struct peer_node *n)
@@ -212,9 +223,13 @@ struct cascade_store *node_file_pin(struct node_file *f, char *err, size_t errle
  * nothing to serve (closed and empty, or it cannot open). */
 struct cascade_store *node_file_pin_to_serve(struct node_file *f);
 void node_file_unpin(struct node_file *f);
-/* Close f's store if nobody pins it and it has been unused since before
- * idle_before_ms (UINT64_MAX: unused at all). True when it closed. */
+/* Close f's store if nobody pins or flushes it and it has been unused since
+ * before idle_before_ms (UINT64_MAX: unused at all). True when it closed.
+ * Takes f's store lock: never call it holding another file's. */
 bool node_file_close_if_idle(struct node_file *f, uint64_t idle_before_ms);
+/* Close the least recently used idle stores until fewer than
+ * max_idle_stores are open (or none is idle). Holds no store lock. */
+void node_trim_stores(struct peer_node *n);
 /* Free a file (its store already closed). */
 void node_file_free(struct node_file *f);
 /* A new file entry (not yet in the node's tables). */
@@ -248,6 +263,10 @@ uint8_t *node_buffer_take(struct peer_node *n, size_t len, size_t *cap);
 void node_buffer_give(struct peer_node *n, uint8_t *buf, size_t cap);
 /* Free the pooled buffers (when idle, and at stop). Under lock. */
 void node_buffer_trim(struct peer_node *n);
+
+/* Start the fills waiting their turn while fewer than NODE_FILLS_AT_ONCE
+ * run. Not under any lock (it opens stores). */
+void node_start_fills(struct peer_node *n);
 
 /* ---- node_house.c ---- */
 

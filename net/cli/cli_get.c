@@ -423,7 +423,6 @@ static int parse_seed(int argc, char **argv, struct seed_opts *o)
 struct seed_file {
     struct cascade_meta meta;
     struct node_file *nf;
-    struct cascade_store *st;   /* open (pinned) for the whole run */
     char *data_path;
     bool read_only;             /* we may not write the data file: serve only */
     bool reported_complete;
@@ -469,8 +468,11 @@ static int seed_load_file(const struct seed_opts *o, int i, struct seed_file *sf
     return 0;
 }
 
-/* Add the file to the node, open it, verify what is already on disk. */
-static int seed_open_file(struct peer_node *node, const char *cascade, struct seed_file *sf)
+/* Add the file to the node, verify what is already on disk, and queue it
+ * to be filled. The node keeps a store open only while it fills or serves
+ * it, and fills a few files at a time: a thousand files seeded need no
+ * thousand open data files. */
+static int seed_add_file(struct peer_node *node, const char *cascade, struct seed_file *sf)
 {
     char err[CASCADE_ERRLEN];
     bool existed = file_has_bytes(sf->data_path);
@@ -482,23 +484,28 @@ static int seed_open_file(struct peer_node *node, const char *cascade, struct se
         fprintf(stderr, "cascade seed: %s: %s\n", cascade, err);
         return CASCADE_EXIT_USAGE;   /* the same file given twice */
     }
-    if (!(sf->st = node_file_open(sf->nf, err, sizeof err))) {
+    struct cascade_store *st = node_file_open(sf->nf, err, sizeof err);
+    if (!st) {
         fprintf(stderr, "cascade seed: %s\n", err);
         return CASCADE_EXIT_FAIL;
     }
-    if (existed && !cascade_store_complete(sf->st) &&
-        adopt_existing(sf->st, "seed", sf->data_path, false) < 0)
-        return CASCADE_EXIT_FAIL;
-    log_info("%s: %llu of %llu blocks held", sf->data_path,
-             (unsigned long long)cascade_store_held_count(sf->st),
+    int rc = 0;
+    if (existed && !cascade_store_complete(st) &&
+        adopt_existing(st, "seed", sf->data_path, false) < 0)
+        rc = CASCADE_EXIT_FAIL;
+    uint64_t held = cascade_store_held_count(st);
+    log_info("%s: %llu of %llu blocks held", sf->data_path, (unsigned long long)held,
              (unsigned long long)sf->meta.block_count);
-    sf->reported_complete = cascade_store_complete(sf->st);
+    sf->reported_complete = held == sf->meta.block_count;
     if (sf->read_only && !sf->reported_complete)
         log_warn("%s is read-only: serving the %llu blocks it holds, the other %llu cannot "
                  "be fetched into it (make it writable, or give --data a writable copy)",
-                 sf->data_path, (unsigned long long)cascade_store_held_count(sf->st),
-                 (unsigned long long)(sf->meta.block_count - cascade_store_held_count(sf->st)));
-    return 0;
+                 sf->data_path, (unsigned long long)held,
+                 (unsigned long long)(sf->meta.block_count - held));
+    node_file_close(sf->nf);
+    if (rc == 0 && !sf->read_only)
+        node_file_fill(sf->nf);
+    return rc;
 }
 
 /* Wait for SIGINT/SIGTERM (blocked in every thread), noting completions. */
@@ -512,7 +519,8 @@ static void seed_wait_for_signal(struct seed_file *files, int n, const sigset_t 
             return;
         }
         for (int i = 0; i < n; i++) {
-            if (!files[i].reported_complete && cascade_store_complete(files[i].st)) {
+            if (!files[i].reported_complete &&
+                node_file_held_count(files[i].nf) == files[i].meta.block_count) {
                 files[i].reported_complete = true;
                 log_info("%s: complete (%llu blocks), serving it", files[i].data_path,
                          (unsigned long long)files[i].meta.block_count);
@@ -543,7 +551,7 @@ static int seed_run(const struct seed_opts *o, struct seed_file *files, struct p
         return CASCADE_EXIT_FAIL;
     }
     for (int i = 0; i < o->n; i++) {
-        int rc = seed_open_file(*node, o->cascades[i], &files[i]);
+        int rc = seed_add_file(*node, o->cascades[i], &files[i]);
         if (rc != 0)
             return rc;
     }
@@ -554,9 +562,6 @@ static int seed_run(const struct seed_opts *o, struct seed_file *files, struct p
     printf("serving %d file%s on %s\n", o->n, o->n == 1 ? "" : "s", addr);
     fflush(stdout);
     log_info("tracker %s", shown);
-    for (int i = 0; i < o->n; i++)
-        if (!files[i].read_only)
-            node_file_want_all(files[i].nf);
     seed_wait_for_signal(files, o->n, set);
     return CASCADE_EXIT_OK;
 }
@@ -583,16 +588,12 @@ int cli_seed(int argc, char **argv)
     }
     struct peer_node *node = NULL;
     rc = seed_run(&o, files, &node, &set);
-    /* Make what is held durable (and say so if that fails), then stop. */
-    for (int i = 0; i < o.n; i++) {
-        if (files[i].st && cascade_store_flush(files[i].st) != 0 && rc == CASCADE_EXIT_OK) {
-            fprintf(stderr, "cascade seed: %s: could not flush to disk\n", files[i].data_path);
-            rc = CASCADE_EXIT_FAIL;
-        }
-        if (files[i].st)
-            node_file_close(files[i].nf);
+    /* The node makes what is held durable as it stops; say so if it could not. */
+    if (node_stop(node) != 0 && rc == CASCADE_EXIT_OK) {
+        fprintf(stderr, "cascade seed: could not make every held block durable; "
+                "some will be fetched again\n");
+        rc = CASCADE_EXIT_FAIL;
     }
-    node_stop(node);
     for (int i = 0; i < o.n; i++) {
         cascade_meta_free(&files[i].meta);
         free(files[i].data_path);
