@@ -624,8 +624,8 @@ static bool server_shed(struct block_server *srv, struct bs_link *list, size_t l
             continue;           /* it asked after all */
         conn_debug(c, "waited longest for a request (%" PRIu64 " ms); shed to make room",
                    cascade_now_ms() - c->wait_ms);
+        server_count(&srv->connections_shed, &srv->recent.shed);   /* before the peer can see it */
         conn_close(srv, c);
-        server_count(&srv->connections_shed, &srv->recent.shed);
         return true;
     }
     return false;
@@ -658,10 +658,10 @@ static void server_admit(struct block_server *srv, int fd, const struct sockaddr
         log_debug("block server: %s: no room (%zu open, %u from its address), refused",
                   name, srv->nconns, a ? a->count - 1 : 0);
     }
+    server_count(&srv->connections_refused, &srv->recent.refused);
     close(fd);
     if (a)
         addr_unref(srv, a);
-    server_count(&srv->connections_refused, &srv->recent.refused);
 }
 
 /* Out of descriptors (accept4 says so even with nobody pending): give up
@@ -680,8 +680,8 @@ static int server_accept_on_spare(struct block_server *srv)
     int saved = errno;
     bool room = fd >= 0 && server_shed_any(srv);
     if (fd >= 0 && !room) {
-        close(fd);
         server_count(&srv->connections_refused, &srv->recent.refused);
+        close(fd);
     }
     srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (room)
