@@ -17,14 +17,15 @@
  * two lists ordered by when that wait began (the accept, or its previous
  * answer fully sent): all waiters, and the waiters from its address. The
  * head of a list has been slowest to ask. A newcomer over the address cap
- * takes the slot of its own address's head, over the global cap (or out of
- * descriptors) the slot of the global head; a head is read once more first
- * and, if its request was there after all, answered and skipped. SENDING
- * connections are on neither list, so a slow reader is never shed, only
- * one that makes no progress for the idle timeout. With nobody to shed the
- * newcomer is closed at once; out of descriptors, a spare one (/dev/null)
- * is given up to accept and close it, so the listening socket never stays
- * readable with nothing to do (no spin, and the client hears "no" at once).
+ * takes the slot of its own address's head, over the global cap the slot
+ * of the global head; a head is read once more first and, if its request
+ * was there after all, answered and skipped. SENDING connections are on
+ * neither list, so a slow reader is never shed, only one that makes no
+ * progress for the idle timeout. With nobody to shed, the newcomer is
+ * closed at once. Out of descriptors (EMFILE), a spare one (/dev/null) is
+ * given up to accept the newcomer, which then takes the global head's slot
+ * and descriptor, or is closed at once: the listening socket never stays
+ * readable with nothing done (no spin), and the client hears "no" at once.
  *
  * Deadlines (a sweep every tick): a request must be whole within
  * request_timeout of its first byte (the first request: of the accept), so
@@ -220,7 +221,7 @@ static void addr_unref(struct block_server *srv, struct bs_addr *a)
 static int addr_table_init(struct block_server *srv)
 {
     uint32_t n = 64;
-    while (n < (uint32_t)srv->max_connections + 1 && n < (1u << 24))
+    while (n < (uint32_t)srv->max_connections + 1 && n < (1u << 20))
         n *= 2;
     srv->addrs = calloc(n, sizeof *srv->addrs);
     if (!srv->addrs)
