@@ -61,7 +61,7 @@ printf '%-14s %-7s %9s %6s %8s %8s %10s %12s\n' \
 
 status=0
 round() {
-    local name=$1 from=$2 out=$T/serve-$1.out err=$T/serve-$1.err pid line cpu
+    local name=$1 from=$2 out=$T/serve-$1.out err=$T/serve-$1.err pid line cpu honest waited
     "$SERVE" --data "$T/data" --cache "$T/cache-$name" >"$out" 2>"$err" &
     pid=$!
     OUR_PIDS+=("$pid")
@@ -74,12 +74,14 @@ round() {
     forget_pid "$pid"
     [ "$(field_of "$line" connect_failed)" = 0 ] ||
         echo "  ($(field_of "$line" connect_failed) attacker connects failed: ulimit -n?)"
-    printf '%-14s %-7s %6s ms %6s %8s %8s %10s %6s s %3s%%\n' "$name" \
-        "$(field_of "$line" honest)" "$(field_of "$line" honest_ms)" \
+    honest=$(field_of "$line" honest)
+    waited="$(field_of "$line" honest_ms) ms"
+    [ "$honest" = ok ] || waited=-
+    printf '%-14s %-7s %9s %6s %8s %8s %10s %6s s %3s%%\n' "$name" "$honest" "$waited" \
         "$(field_of "$line" honest_attempts)" "$(stat_of "$out" connections_shed)" \
         "$(stat_of "$out" connections_refused)" "$(stat_of "$out" requests_timed_out)" \
         "$cpu" "$(awk -v c="$cpu" -v s="$seconds" 'BEGIN { printf "%.1f", 100 * c / s }')"
-    [ "$(field_of "$line" honest)" = ok ] || cat "$T/slow-$name.err"
+    [ "$honest" = ok ] || cat "$T/slow-$name.err"
 }
 round 1-address 127.0.1.1
 round 100-addresses 127.0.1.1-127.0.1.100
