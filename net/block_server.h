@@ -9,12 +9,14 @@
  *
  * No client can lock others out: a request must arrive whole in bounded
  * time (a trickle does not keep a connection alive); one source address
- * holds at most max_per_address connections; and when every slot is taken
- * (or descriptors run out) a newcomer takes the slot of the connection that
- * has waited longest for its request, never of one being sent to (a slow
- * downloader keeps its slot). Only with every connection busy sending is a
- * newcomer refused (closed at once). Shed and refused connections are
- * summed in one warning every few seconds, never logged one by one.
+ * (of the TCP connection) holds at most max_per_address connections, a
+ * newcomer beyond that taking the slot of that address's own longest
+ * waiter; and when every slot is taken (or descriptors run out) a newcomer
+ * takes the slot of the connection that has waited longest for its
+ * request. A connection being sent to is never shed (a slow downloader
+ * keeps its slot); with nobody waiting the newcomer is refused (closed at
+ * once). Shed and refused connections are summed in one warning every
+ * 10 s at most, never logged one by one.
  * Starting a server raises the process's soft RLIMIT_NOFILE to the hard
  * limit (process-wide), and max_connections is held to 3/4 of it.
  *
@@ -56,8 +58,8 @@ struct block_server_config {
      * connection's first request within this of the accept. Time spent
      * sending answers never counts. Default 10 s. */
     int request_timeout_ms;
-    int max_connections;         /* default 4096; at most 3/4 of RLIMIT_NOFILE */
-    int max_per_address;         /* connections from one IPv4 address; default 64 */
+    int max_connections;         /* default 4096; held to 3/4 of RLIMIT_NOFILE */
+    int max_per_address;         /* from one IPv4 address (loopback too); default 64 */
 };
 
 struct block_server_stats {
