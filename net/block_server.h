@@ -7,6 +7,19 @@
  * idle connections time out. Block bytes go out with sendfile from the
  * store's data file (only held, hence verified, blocks are ever sent).
  *
+ * No client can lock others out: a request must arrive whole in bounded
+ * time (a trickle does not keep a connection alive); one source address
+ * (of the TCP connection) holds at most max_per_address connections, a
+ * newcomer beyond that taking the slot of that address's own longest
+ * waiter; and when every slot is taken (or descriptors run out) a newcomer
+ * takes the slot of the connection that has waited longest for its
+ * request. A connection being sent to is never shed (a slow downloader
+ * keeps its slot); with nobody waiting the newcomer is refused (closed at
+ * once). Shed and refused connections are summed in one warning every
+ * 10 s at most, never logged one by one.
+ * Starting a server raises the process's soft RLIMIT_NOFILE to the hard
+ * limit (process-wide), and max_connections is held to 3/4 of it.
+ *
  * What is served comes from a source (the peer node, or a test): the server
  * asks it for a file by cascade hash and holds the file pinned while it
  * answers, so the source may open stores on demand and close idle ones. */
@@ -33,23 +46,36 @@ struct block_server_source {
     void (*release)(void *ctx, void *file, uint64_t bytes_sent);
 };
 
+/* 0 in any number field means its default; negative values are refused. */
 struct block_server_config {
     struct sockaddr_in listen;   /* port 0: pick a free port */
     struct block_server_source source;
-    int idle_timeout_ms;         /* 0: default (60 s) */
-    int max_connections;         /* 0: default (4096) */
+    /* A connection may sit between requests (nothing of the next one
+     * sent yet) this long; an answer that makes no progress this long is
+     * dropped too. Default 60 s. */
+    int idle_timeout_ms;
+    /* A request must arrive whole within this of its first byte; a new
+     * connection's first request within this of the accept. Time spent
+     * sending answers never counts. Default 10 s. */
+    int request_timeout_ms;
+    int max_connections;         /* default 4096; held to 3/4 of RLIMIT_NOFILE */
+    int max_per_address;         /* from one IPv4 address (loopback too); default 64 */
 };
 
 struct block_server_stats {
     uint64_t bytes_served;       /* block bytes sent */
     uint64_t blocks_served;
     uint64_t connections_open;
-    uint64_t connections_total;
+    uint64_t connections_total;  /* accepted and given a slot */
+    uint64_t connections_shed;   /* closed while waiting for a request, to make room */
+    uint64_t connections_refused;/* closed at once: no room and no one to shed */
+    uint64_t requests_timed_out; /* closed: a request not whole within request_timeout_ms */
 };
 
 struct block_server;
 
-/* Start listening and serving from cfg->source. 0 or -1 with a message. */
+/* Start listening and serving from cfg->source (raising RLIMIT_NOFILE,
+ * see above). 0 or -1 with a message. */
 int block_server_start(const struct block_server_config *cfg, struct block_server **out,
                        char *err, size_t errlen);
 /* The address actually listened on (with the real port). */
