@@ -346,7 +346,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "cascadefs: no mount point given\n");
         goto out_files;
     }
-    if (check_mountpoint(cmd.mountpoint) != 0 || check_not_stacked(cmd.mountpoint, opts.stack) != 0 ||
+    if (check_mountpoint(cmd.mountpoint) != 0 ||
+        check_not_stacked(cmd.mountpoint, opts.stack) != 0 ||
         add_mount_names(&args, &m.files[0]) != 0)
         goto out_files;
     m.timeout_ms = (int)(opts.timeout > 86400 ? 86400 : opts.timeout) * 1000;
