@@ -146,6 +146,46 @@ static void test_folder_without_good_files(void **state)
     assert_non_null(strstr(err, "none of the 2 .cascade files"));
 }
 
+/* Lines of f holding needle. */
+static int count_lines(FILE *f, const char *needle)
+{
+    char line[1024];
+    int n = 0;
+    rewind(f);
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, needle) != NULL;
+    return n;
+}
+
+/* Thousands of bad files log 50 warnings and one line for the rest. */
+static void test_warnings_are_bounded(void **state)
+{
+    struct test_tmp *t = *state;
+    char err[CASCADE_ERRLEN], name[32];
+    put_cascade(t->dir, "good.cascade", "the one good file");
+    for (int i = 0; i < 2000; i++) {
+        snprintf(name, sizeof name, "bad%04d.cascade", i);
+        put(t->dir, name, "junk");
+    }
+    FILE *log = tmpfile();
+    assert_non_null(log);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    assert_true(saved >= 0);
+    assert_true(dup2(fileno(log), STDERR_FILENO) >= 0);
+    char *src[] = { t->dir };
+    const char *names = shown(src, 1, err, sizeof err);
+    fflush(stderr);
+    assert_true(dup2(saved, STDERR_FILENO) >= 0);
+    close(saved);
+    assert_string_equal(names, "good");
+    assert_int_equal(count_lines(log, "warning: "), 51);
+    assert_int_equal(count_lines(log, "bad0049.cascade: truncated header"), 1);
+    assert_int_equal(count_lines(log, "bad0050.cascade"), 0);
+    assert_int_equal(count_lines(log, "1950 more .cascade files skipped"), 1);
+    fclose(log);
+}
+
 int main(void)
 {
     cascade_log_init("test_fs_files", CASCADE_LOG_WARN, false);
@@ -153,6 +193,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_folder_skips_bad_files, test_setup_tmp, test_teardown_tmp),
         cmocka_unit_test_setup_teardown(test_named_files, test_setup_tmp, test_teardown_tmp),
         cmocka_unit_test_setup_teardown(test_folder_without_good_files, test_setup_tmp, test_teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_warnings_are_bounded, test_setup_tmp, test_teardown_tmp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
