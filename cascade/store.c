@@ -180,16 +180,10 @@ static int store_open_data(struct cascade_store *st, uint64_t *old_size,
                            char *err, size_t errlen)
 {
     int flags = st->read_only ? O_RDONLY : O_RDWR | O_CREAT;
-    st->data_fd = open(st->data_path, flags | O_CLOEXEC, 0644);
-    if (st->data_fd < 0) {
-        cascade_errf(err, errlen, "open %s: %s", st->data_path, strerror(errno));
-        return -1;
-    }
     struct stat sb;
-    if (fstat(st->data_fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-        cascade_errf(err, errlen, "%s is not a regular file", st->data_path);
+    st->data_fd = cascade_open_regular(st->data_path, flags, 0644, &sb, err, errlen);
+    if (st->data_fd < 0)
         return -1;
-    }
     *old_size = (uint64_t)sb.st_size;
     st->record_id.data_ino = (uint64_t)sb.st_ino;
     /* Inode numbers are reused at once; the birth time tells a file that

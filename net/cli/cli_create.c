@@ -93,14 +93,13 @@ static int parse_create(int argc, char **argv, struct create_opts *o)
 static int check_create_paths(const struct create_opts *o, uint64_t *size)
 {
     struct stat st;
-    if (stat(o->data, &st) != 0) {
-        fprintf(stderr, "cascade create: %s: %s\n", o->data, strerror(errno));
+    char err[CASCADE_ERRLEN];
+    int fd = cascade_open_regular(o->data, O_RDONLY, 0, &st, err, sizeof err);
+    if (fd < 0) {
+        fprintf(stderr, "cascade create: %s\n", err);
         return CASCADE_EXIT_USAGE;
     }
-    if (!S_ISREG(st.st_mode)) {
-        fprintf(stderr, "cascade create: %s is not a regular file\n", o->data);
-        return CASCADE_EXIT_USAGE;
-    }
+    close(fd);
     *size = (uint64_t)st.st_size;
     if (!o->force && lstat(o->out, &st) == 0) {
         fprintf(stderr, "cascade create: %s already exists; use -f to overwrite it "
@@ -340,9 +339,10 @@ static int verify_report(struct verifier *v)
 
 static int verify_data(const struct cascade_meta *m, const char *data, bool quiet)
 {
-    int fd = open(data, O_RDONLY | O_CLOEXEC);
+    char err[CASCADE_ERRLEN];
+    int fd = cascade_open_regular(data, O_RDONLY, 0, NULL, err, sizeof err);
     if (fd < 0) {
-        fprintf(stderr, "cascade verify: %s: %s\n", data, strerror(errno));
+        fprintf(stderr, "cascade verify: %s\n", err);
         return CASCADE_EXIT_USAGE;
     }
     struct verifier v = {.m = m, .block = cascade_sha256_new(), .whole = cascade_sha256_new()};
