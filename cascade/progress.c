@@ -13,6 +13,8 @@ enum {
     DEFAULT_COLUMNS = 80,
     BAR_MIN = 10,              /* narrower than this: no bar at all */
     BAR_MAX = 30,
+    TAIL_TYPICAL = 44,         /* room kept for the text after the bar, so the
+                                  bar keeps its width as the numbers grow */
     DURATION_MAX_S = 100 * 3600,
 };
 
@@ -101,7 +103,8 @@ void cascade_progress_format(const struct cascade_progress *p, uint64_t now_ms, 
     char head[96], tail[160], bar[BAR_MAX + 4] = "";
     snprintf(head, sizeof head, "%s %3u%%", p->label, (unsigned)(frac * 100.0));
     format_tail(p, now_ms, final, tail, sizeof tail);
-    size_t fixed = strlen(head) + strlen(tail) + 3;   /* " [" and "]" */
+    size_t tail_room = strlen(tail) > TAIL_TYPICAL ? strlen(tail) : TAIL_TYPICAL;
+    size_t fixed = strlen(head) + tail_room + 3;   /* " [" and "]" */
     size_t width = columns > fixed + 1 ? columns - 1 - fixed : 0;
     if (width > BAR_MAX)
         width = BAR_MAX;
