@@ -153,4 +153,5 @@ void cascade_progress_finish(struct cascade_progress *p)
     draw(p, cascade_now_ms(), true);
     fputc('\n', stderr);
     fflush(stderr);
+    p->enabled = false;   /* a second finish (on an error path) adds no line */
 }

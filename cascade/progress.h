@@ -35,7 +35,8 @@ struct cascade_progress {
 void cascade_progress_init(struct cascade_progress *p, const char *label,
                            uint64_t total, bool bytes, bool force_off);
 void cascade_progress_update(struct cascade_progress *p, uint64_t done);
-/* Draws the final state and a newline (when enabled). */
+/* Draws the final state and a newline (when enabled), then stops drawing:
+ * a second finish, or an update after it, draws nothing. */
 void cascade_progress_finish(struct cascade_progress *p);
 
 /* The line for the state of p at now_ms (on the cascade_now_ms clock),

@@ -9,17 +9,10 @@
 #     when stderr is not a terminal they write nothing to it.
 set -u
 
-CASCADE="${CASCADE_BUILD:?CASCADE_BUILD not set}/net/cli/cascade"
 V="${CASCADE_VECTORS:?CASCADE_VECTORS not set}"
-[ -x "$CASCADE" ] || { echo "SKIP: $CASCADE not built"; exit 77; }
-command -v python3 >/dev/null || { echo "SKIP: python3 missing (bash contrib/deps.sh)"; exit 77; }
-
-T=$(mktemp -d) || exit 1
-trap 'rm -rf "$T"' EXIT
-
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-ok() { echo "ok: $*"; }
+# shellcheck source=tests/swarm_lib.sh
+. "${CASCADE_SRC:?CASCADE_SRC not set}/tests/swarm_lib.sh"
+command -v python3 >/dev/null || skip "python3 missing (bash contrib/deps.sh)"
 
 # ---- info --json against info ----
 # compare_json FILE.cascade: info --blocks and info --json --blocks agree.

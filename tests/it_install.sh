@@ -16,31 +16,21 @@
 # (contrib/man/*.scd) and in the completions (contrib/completion/).
 set -u
 
-B="${CASCADE_BUILD:?CASCADE_BUILD not set}"
+# shellcheck source=tests/swarm_lib.sh
+. "${CASCADE_SRC:?CASCADE_SRC not set}/tests/swarm_lib.sh"
 BINDIR=${CASCADE_INSTALL_BINDIR:?} MANDIR=${CASCADE_INSTALL_MANDIR:?}
 BASHDIR=${CASCADE_INSTALL_BASHDIR:?} ZSHDIR=${CASCADE_INSTALL_ZSHDIR:?}
 UNITDIR=${CASCADE_INSTALL_UNITDIR:?} FUSE=${CASCADE_INSTALL_FUSE:?}
 VERSION=${CASCADE_VERSION:?}
 BASH_COMPLETION=${BASH_COMPLETION_SCRIPT:-/usr/share/bash-completion/bash_completion}
 
-if [ "$MANDIR" = no ]; then
-    echo "SKIP: man pages are not built (scdoc missing; bash contrib/deps.sh installs it)"
-    exit 77
-fi
-if [ "$BASHDIR" != no ] && [ ! -r "$BASH_COMPLETION" ]; then
-    echo "SKIP: $BASH_COMPLETION missing (package bash-completion; bash contrib/deps.sh installs it)"
-    exit 77
-fi
-
-T=$(mktemp -d) || exit 1
-trap 'rm -rf "$T"' EXIT
+[ "$MANDIR" != no ] ||
+    skip "man pages are not built (scdoc missing; bash contrib/deps.sh installs it)"
+[ "$BASHDIR" = no ] || [ -r "$BASH_COMPLETION" ] ||
+    skip "$BASH_COMPLETION missing (package bash-completion; bash contrib/deps.sh installs it)"
 D="$T/dest"
 
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-ok() { echo "ok: $*"; }
-
-if ! meson install -C "$B" --no-rebuild --destdir "$D" >"$T/install.log" 2>&1; then
+if ! meson install -C "$CASCADE_BUILD" --no-rebuild --destdir "$D" >"$T/install.log" 2>&1; then
     fail "meson install"
     sed 's/^/    /' "$T/install.log"
     exit 1
@@ -117,22 +107,27 @@ roff_text() {
             cat
         fi
 }
-# check_page WHAT TEXTFILE OPTION... : each option stands alone in the text.
-check_page() {
-    local what=$1 text=$2 opt missing=()
-    shift 2
-    [ -s "$text" ] || { fail "$what: no such section"; return; }
+# check_each WHAT TEST FILE OPTION... : `TEST OPTION FILE` holds for each option.
+check_each() {
+    local what=$1 test=$2 file=$3 opt missing=()
+    shift 3
+    [ -s "$file" ] || { fail "$what: nothing to look in"; return; }
     for opt in "$@"; do
-        grep -qE -- "(^|[^-[:alnum:]])$opt([^-[:alnum:]]|\$)" "$text" || missing+=("$opt")
+        "$test" "$opt" "$file" || missing+=("$opt")
     done
     if [ ${#missing[@]} -eq 0 ]; then
-        ok "$what documents all $# options"
+        ok "$what: all $# there"
     else
-        fail "$what does not document: ${missing[*]}"
+        fail "$what: missing ${missing[*]}"
     fi
 }
+# The option stands alone in the text of a page.
+in_page() { grep -qE -- "(^|[^-[:alnum:]])$1([^-[:alnum:]]|\$)" "$2"; }
+# The option is one of the words offered (one a line).
+in_words() { grep -qxF -- "$1" "$2"; }
+check_page() { check_each "$1" in_page "${@:2}"; }
 
-CASCADE="$D$BINDIR/cascade"
+CASCADE="$D$BINDIR/cascade"     # the installed one from here on
 man1="$D$MANDIR/man1"
 roff_text "$man1/cascade.1" >"$T/cascade.txt"
 "$CASCADE" --help >"$T/help" 2>&1
@@ -179,19 +174,7 @@ complete_words() {
         "$fn" 2>/dev/null
         printf "%s\n" "${COMPREPLY[@]}"' bash "$BASH_COMPLETION" "$D$BASHDIR/$prog" "$prog" "$@"
 }
-# check_offered WHAT WORDSFILE OPTION... : each option is among the words.
-check_offered() {
-    local what=$1 words=$2 opt missing=()
-    shift 2
-    for opt in "$@"; do
-        grep -qxF -- "$opt" "$words" || missing+=("$opt")
-    done
-    if [ ${#missing[@]} -eq 0 ]; then
-        ok "$what offers all $# options"
-    else
-        fail "$what does not offer: ${missing[*]}"
-    fi
-}
+check_offered() { check_each "$1" in_words "${@:2}"; }
 
 if [ "$BASHDIR" != no ]; then
     for prog in cascade cascade-tracker cascadefs; do
@@ -235,18 +218,10 @@ if [ "$ZSHDIR" != no ]; then
         mapfile -t opts < <(help_options <"$f" | grep -- '^--')
         all+=("${opts[@]}")
     done
-    missing=()
-    for opt in "${all[@]}"; do
-        grep -qE -- "[{,'\"]$opt[=,}'\[]" "$z" || missing+=("$opt")
-    done
-    for key in "${keys[@]}"; do
-        grep -qF -- "'$key[" "$z" || missing+=("-o $key")
-    done
-    if [ ${#missing[@]} -eq 0 ]; then
-        ok "zsh completion names all long options and -o keys"
-    else
-        fail "zsh completion does not name: ${missing[*]}"
-    fi
+    in_zsh_spec() { grep -qE -- "[{,'\"]$1[=,}'\[]" "$2"; }     # {-b+,--block-size=}
+    in_zsh_values() { grep -qF -- "'$1[" "$2"; }                   # 'tracker[tracker]...'
+    check_each "zsh: long options" in_zsh_spec "$z" "${all[@]}"
+    [ ${#keys[@]} -eq 0 ] || check_each "zsh: cascadefs -o keys" in_zsh_values "$z" "${keys[@]}"
     if command -v zsh >/dev/null; then
         if zsh -n "$z" 2>"$T/err"; then ok "zsh -n _cascade"; else fail "zsh -n _cascade: $(cat "$T/err")"; fi
     else

@@ -26,6 +26,14 @@ static void mem_open(struct mem *m)
     assert_non_null(m->f);
 }
 
+/* A writer on a fresh memory stream, with its top object opened. */
+static void mem_object(struct mem *m, struct json_writer *j)
+{
+    mem_open(m);
+    json_begin(j, m->f);
+    json_object_begin(j, NULL);
+}
+
 /* Closes the stream; the text written, to free. */
 static char *mem_close(struct mem *m)
 {
@@ -71,10 +79,8 @@ static void test_object_with_array(void **state)
 {
     (void)state;
     struct mem m;
-    mem_open(&m);
     struct json_writer j;
-    json_begin(&j, m.f);
-    json_object_begin(&j, NULL);
+    mem_object(&m, &j);
     json_string(&j, "name", "x\"y");
     json_u64(&j, "size", UINT64_MAX);
     json_string(&j, "none", NULL);
@@ -99,10 +105,8 @@ static void test_misused_nesting_fails(void **state)
 {
     (void)state;
     struct mem m;
-    mem_open(&m);
     struct json_writer j;
-    json_begin(&j, m.f);
-    json_object_begin(&j, NULL);
+    mem_object(&m, &j);
     assert_int_equal(json_end(&j), -1);           /* left open */
     json_begin(&j, m.f);
     json_object_end(&j);

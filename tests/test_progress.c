@@ -5,7 +5,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -139,6 +141,40 @@ static void test_update_when_off(void **state)
     cascade_progress_finish(&p);
 }
 
+/* Drawn on a stream (stderr pointed at a file): one final line, and a
+ * second finish adds nothing. */
+static void test_finish_draws_once(void **state)
+{
+    (void)state;
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    assert_true(saved >= 0);
+    assert_true(dup2(fileno(f), STDERR_FILENO) >= 0);
+    struct cascade_progress p = at(4 * MiB, true, 0, 0);
+    p.enabled = true;
+    p.columns = 100;
+    cascade_progress_update(&p, 4 * MiB);
+    cascade_progress_finish(&p);
+    cascade_progress_finish(&p);
+    cascade_progress_update(&p, 4 * MiB);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    char text[1024];
+    rewind(f);
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    assert_non_null(strstr(text, "\rhashing 100% ["));
+    assert_non_null(strstr(text, "4.0 MiB / 4.0 MiB"));
+    assert_non_null(strstr(text, " in "));
+    assert_non_null(strchr(text, '\n'));
+    assert_null(strchr(strchr(text, '\n') + 1, '\r'));   /* nothing after the line */
+    assert_int_equal(text[n - 1], '\n');
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -150,6 +186,7 @@ int main(void)
         cmocka_unit_test(test_fits_the_terminal),
         cmocka_unit_test(test_total_zero_is_done),
         cmocka_unit_test(test_update_when_off),
+        cmocka_unit_test(test_finish_draws_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
