@@ -343,7 +343,7 @@ int main(int argc, char **argv)
     enum cascade_log_level level = CASCADE_LOG_INFO;
     uint64_t v;
     int opt;
-    while ((opt = getopt_long(argc, argv, "l:a:g:e:m:vqh", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "l:a:g:e:m:vqhV", longopts, NULL)) != -1) {
         switch (opt) {
         case 'l': listen_spec = optarg; break;
         case 'a': if (nallow == 64) return too_many("--allow");
