@@ -898,30 +898,11 @@ static void server_free(struct block_server *srv)
     free(srv);
 }
 
-/* Raise the soft descriptor limit to the hard one (the soft one is often
- * 1024, a few idle clients' worth). The limit in force; 0 if unknown. */
-static rlim_t server_raise_fd_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return 0;
-    if (rl.rlim_cur < rl.rlim_max) {
-        struct rlimit want = {rl.rlim_max, rl.rlim_max};
-        if (setrlimit(RLIMIT_NOFILE, &want) == 0)
-            rl.rlim_cur = rl.rlim_max;
-        else
-            log_warn("block server: cannot raise the descriptor limit from %llu to %llu: %s",
-                     (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
-                     strerror(errno));
-    }
-    return rl.rlim_cur;
-}
-
 /* Connections beyond what descriptors allow would only meet EMFILE, and
  * starve the rest of the process (stores, fetches, FUSE): keep a quarter. */
 static void server_fit_fd_limit(struct block_server *srv)
 {
-    rlim_t limit = server_raise_fd_limit();
+    rlim_t limit = sock_raise_fd_limit();
     if (limit == 0 || limit == RLIM_INFINITY)
         return;
     rlim_t room = limit - limit / 4;

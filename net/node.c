@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "cascade/log.h"
@@ -223,21 +222,10 @@ static int node_start_loop(struct peer_node *n, char *err, size_t errlen)
     return 0;
 }
 
-/* Many files and many peers want many descriptors: take what we may. */
-static void node_raise_fd_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-            log_debug("cannot raise the descriptor limit: %s", strerror(errno));
-    }
-}
-
 int node_start(const struct node_config *cfg, struct peer_node **out, char *err, size_t errlen)
 {
     *out = NULL;
-    node_raise_fd_limit();
+    sock_raise_fd_limit();   /* many files and many peers want many descriptors */
     struct peer_node *n = calloc(1, sizeof *n);
     if (!n) {
         cascade_errf(err, errlen, "out of memory");

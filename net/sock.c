@@ -11,9 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cascade/log.h"
 #include "cascade/util.h"
 
 void sock_make_addr(uint32_t ip, uint16_t port, struct sockaddr_in *out)
@@ -280,4 +282,21 @@ int sock_local_addr(int fd, struct sockaddr_in *out)
 {
     socklen_t len = sizeof *out;
     return getsockname(fd, (struct sockaddr *)out, &len);
+}
+
+rlim_t sock_raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0;
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit want = {rl.rlim_max, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+            rl.rlim_cur = rl.rlim_max;
+        else
+            log_warn("cannot raise the descriptor limit from %llu to %llu: %s",
+                     (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+                     strerror(errno));
+    }
+    return rl.rlim_cur;
 }

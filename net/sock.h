@@ -7,6 +7,7 @@
 #define NET_SOCK_H
 
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,5 +47,10 @@ int sock_listen(const struct sockaddr_in *addr, int backlog, char *err, size_t e
 int sock_local_addr(int fd, struct sockaddr_in *out);
 
 int sock_set_nonblocking(int fd);
+
+/* Raise the process's soft descriptor limit to its hard limit (the soft
+ * one is often 1024: a few idle clients' worth). Returns the limit in
+ * force, 0 if unknown. */
+rlim_t sock_raise_fd_limit(void);
 
 #endif

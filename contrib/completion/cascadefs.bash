@@ -4,7 +4,7 @@
 # tests/it_install.sh checks.
 
 # The keys of -o: ours, then the FUSE ones worth offering.
-_cascadefs_keys='tracker= listen= cache= data= readahead= timeout= fill nosplice
+_cascadefs_keys='tracker= listen= cache= data= readahead= timeout= fill nosplice stack
     allow_other auto_unmount max_threads= max_idle_threads= clone_fd ro'
 
 # Complete the last item of a comma-separated -o list (cur holds all of it).
