@@ -477,6 +477,7 @@ static void fetch_poll_once(struct peer_node *n, struct pollfd *pfd, size_t *idx
 void *fetch_loop_main(void *arg)
 {
     struct peer_node *n = arg;
+    pthread_setname_np(pthread_self(), "cascade-fetch");
     size_t cap = (size_t)n->max_connections + 1;
     struct pollfd *pfd = calloc(cap, sizeof *pfd);
     size_t *idx = calloc(cap, sizeof *idx);
