@@ -106,6 +106,7 @@ struct node_stats {
     size_t buffer_bytes;            /* block buffers allocated now (in use + pooled) */
     size_t buffer_bytes_peak;
     size_t buffer_limit;
+    size_t table_bytes;             /* per-file, per-block and per-peer tables */
     size_t stores_open;
     uint64_t connections_served;    /* connections the block server accepted, in all */
 };

@@ -25,19 +25,8 @@ own_threads() { cat /proc/"$1"/task/*/comm 2>/dev/null | grep -c '^cascade-'; }
 # ---- FILES small files and their .cascade files, written directly ----
 DIR=$T/many
 mkdir -p "$DIR"
-python3 - "$DIR" "$FILES" <<'PY' || die "making $FILES files"
-import hashlib, random, struct, sys
-folder, count = sys.argv[1], int(sys.argv[2])
-rng = random.Random(7)
-bs = 1024
-for i in range(count):
-    data = rng.randbytes(2000 + i % 1500)
-    name = "%s/f%04d" % (folder, i)
-    open(name, "wb").write(data)
-    hashes = b"".join(hashlib.sha256(data[j:j + bs]).digest() for j in range(0, len(data), bs))
-    head = b"CASCADE1" + bytes(8) + struct.pack(">QQ", len(data), bs) + hashlib.sha256(data).digest()
-    open(name + ".cascade", "wb").write(head + hashes)
-PY
+want=$(python3 "$CASCADE_SRC/tests/lib/many_cascades.py" "$DIR" "$FILES") ||
+    die "making $FILES files"
 mkdir -p "$T/folder"
 cp "$DIR"/*.cascade "$T/folder/"
 
@@ -66,7 +55,6 @@ unmount_fs "$M" "$MOUNT_PID"
 
 # ---- filled, then remounted with everything cached ----
 mount_fs "$T/fill.log" "$M" -o "$OPTS,cache=$T/cache,fill" "$T/folder" || die "mount with fill"
-want=$(python3 -c "print(sum((2000 + i % 1500 + 1023) // 1024 for i in range($FILES)))")
 held=0
 for i in $(seq 300); do   # bounded: 150 s
     held=$(for x in "$M"/*; do xattr "$x" blocks_held; echo; done | awk '{s += $1} END {print s}')
