@@ -454,6 +454,8 @@ static void fetch_poll_once(struct peer_node *n, struct pollfd *pfd, size_t *idx
         uint64_t v;
         ssize_t got = read(n->wake_fd, &v, sizeof v);
         (void)got;
+        if (atomic_exchange(&n->interrupt_pending, false))
+            node_interrupt(n);   /* asked from a signal handler */
     }
     for (size_t k = 1; k < count; k++) {
         struct fetch_peer *p = n->peers[idx[k]];

@@ -235,6 +235,7 @@ int node_start(const struct node_config *cfg, struct peer_node **out, char *err,
     n->cfg = *cfg;
     n->wake_fd = -1;
     atomic_init(&n->stores_open, 0);
+    atomic_init(&n->interrupt_pending, false);
     node_apply_defaults(n);
     if (pthread_mutex_init(&n->lock, NULL) != 0 ||
         cascade_cond_init_monotonic(&n->put_ready) != 0 ||
@@ -267,6 +268,14 @@ fail:
 }
 
 /* ---- stop ---- */
+
+void node_interrupt_from_signal(struct peer_node *n)
+{
+    atomic_store(&n->interrupt_pending, true);
+    uint64_t one = 1;
+    ssize_t w = write(n->wake_fd, &one, sizeof one);   /* the loop does the rest */
+    (void)w;
+}
 
 void node_interrupt(struct peer_node *n)
 {

@@ -124,6 +124,9 @@ int node_start(const struct node_config *cfg, struct peer_node **out, char *err,
  * waits; the node keeps serving until node_stop. For a prompt exit on a
  * signal. Thread-safe. */
 void node_interrupt(struct peer_node *n);
+/* The same from a signal handler (async-signal-safe: sets a flag and wakes
+ * the fetch loop, which interrupts at once). */
+void node_interrupt_from_signal(struct peer_node *n);
 
 /* Stop everything in order (see above) and free. 0, or -1 when some held
  * marks could not be made durable (logged; those blocks are fetched again

@@ -15,7 +15,7 @@ set -u
 FILES=${CASCADE_TEST_FILES:-1000}
 MAX_THREADS=16
 MAX_FDS=64
-SHIM="${CASCADE_HELPERS:-$CASCADE_BUILD/tests}/fail_fdatasync.so"
+SHIM="${CASCADE_HELPERS:-$CASCADE_BUILD/tests}/fail_io.so"
 
 # threads PID / fds PID / own_threads PID (ours are named cascade-*).
 threads() { ls "/proc/$1/task" | wc -l; }
