@@ -508,8 +508,8 @@ int tracker_state_allow(struct tracker_state *ts, const uint8_t hash[CASCADE_HAS
     return 0;
 }
 
-int tracker_state_set_allowed(struct tracker_state *ts, const uint8_t *hashes, size_t n,
-                              char *err, size_t errlen)
+long tracker_state_set_allowed(struct tracker_state *ts, const uint8_t *hashes, size_t n,
+                               char *err, size_t errlen)
 {
     if (n == 0) {
         cascade_errf(err, errlen, "an empty allow-list would track any file");
@@ -539,7 +539,7 @@ int tracker_state_set_allowed(struct tracker_state *ts, const uint8_t *hashes, s
             entry_drop(ts, h->entries[h->n - 1]);
         entry_drop(ts, h->entries[0]);
     }
-    return 0;
+    return (long)distinct;
 }
 
 size_t tracker_state_allowed_count(const struct tracker_state *ts)

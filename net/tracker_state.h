@@ -66,10 +66,10 @@ void tracker_state_free(struct tracker_state *ts);   /* NULL is fine */
 int tracker_state_allow(struct tracker_state *ts, const uint8_t hash[CASCADE_HASH_LEN]);
 /* Replace the allow-list with n hashes (32 bytes each, duplicates fine) and
  * forget every tracked hash no longer on it. n must be at least 1: an empty
- * list would mean "track anything". 0, or -1 with a message (nothing
- * changed). */
-int tracker_state_set_allowed(struct tracker_state *ts, const uint8_t *hashes, size_t n,
-                              char *err, size_t errlen);
+ * list would mean "track anything". Returns the number of distinct hashes
+ * now allowed, or -1 with a message (nothing changed). */
+long tracker_state_set_allowed(struct tracker_state *ts, const uint8_t *hashes, size_t n,
+                               char *err, size_t errlen);
 /* Distinct hashes on the allow-list; 0: any hash is tracked. */
 size_t tracker_state_allowed_count(const struct tracker_state *ts);
 /* Vouch for peers at this address (host order). 0, or -1 out of memory. */
