@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -220,8 +221,8 @@ static bool shed_oldest_reading(struct tracker_server *srv, uint32_t source)
         log_debug("tracker: shedding a connection from %s that sent %zu of %d bytes",
                   ip, c->got, WIRE_TRACKER_REQUEST_LEN);
     }
+    count(&srv->shed);              /* counted first: the client may look at once */
     conn_close(srv, c);
-    count(&srv->shed);
     return true;
 }
 
@@ -416,11 +417,18 @@ static bool turn_away_with_reserve(struct tracker_server *srv)
     close(srv->reserve_fd);
     int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_CLOEXEC);
     if (fd >= 0) {
-        close(fd);
         count(&srv->turned_away);
+        close(fd);
     }
     srv->reserve_fd = eventfd(0, EFD_CLOEXEC);
     return fd >= 0 && srv->reserve_fd >= 0;
+}
+
+/* A connection is waiting to be accepted (poll needs no descriptor). */
+static bool listen_ready(const struct tracker_server *srv)
+{
+    struct pollfd p = {.fd = srv->listen_fd, .events = POLLIN};
+    return poll(&p, 1, 0) == 1;
 }
 
 static void server_accept(struct tracker_server *srv)
@@ -438,8 +446,12 @@ static void server_accept(struct tracker_server *srv)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return;
-        count(&srv->accept_errors);
         int e = errno;
+        /* accept4 takes a descriptor before it looks at the queue, so it
+         * fails so even with nobody waiting: then there is nothing to do. */
+        if ((e == EMFILE || e == ENFILE) && !listen_ready(srv))
+            return;
+        count(&srv->accept_errors);
         if (e == EMFILE || e == ENFILE) {
             if (shed_oldest_reading(srv, 0)) {
                 warn_limited(srv, WARN_NO_FDS, "accept: %s: shed the oldest incomplete "
@@ -473,8 +485,8 @@ static void sweep_deadlines(struct tracker_server *srv, uint64_t now)
             log_debug("tracker: connection from %s timed out after %zu of %d bytes", ip,
                       c->got, WIRE_TRACKER_REQUEST_LEN);
         }
-        conn_close(srv, c);
         count(&srv->timed_out);
+        conn_close(srv, c);
     }
 }
 
