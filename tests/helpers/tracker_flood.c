@@ -58,6 +58,7 @@ struct flood {
     uint8_t hash[CASCADE_HASH_LEN];
     bool random_hashes;
     uint64_t rng;
+    uint64_t sent;              /* subscribes sent (ports mode numbers them) */
     int epoll_fd;
     /* results */
     uint64_t started, answered, refused, failed, closed;
@@ -151,7 +152,7 @@ static void send_subscribe(struct flood *f, struct slot *s)
         req.port = (uint16_t)(1 + next_random(f) % 65535);
     } else {
         memcpy(req.hash, f->hash, CASCADE_HASH_LEN);
-        req.port = (uint16_t)(1 + f->started % 65535);
+        req.port = (uint16_t)(1 + f->sent++ % 65535);   /* 1, 2, ... in order */
     }
     uint8_t raw[WIRE_TRACKER_REQUEST_LEN];
     wire_encode_tracker_request(&req, raw);
