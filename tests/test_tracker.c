@@ -328,6 +328,24 @@ static void full_table_takes_from_the_heaviest(void **state)
     assert_int_equal(tracker_state_source_entries(ts, LOOPBACK(2)), 1);
     assert_int_equal(tracker_state_source_entries(ts, LOOPBACK(4)), 1);
 
+    /* a heavy source whose hashes are all shared cannot take a light one's */
+    tracker_state_free(ts);
+    ts = tracker_state_new(&cfg);
+    for (uint8_t h = 1; h <= 8; h++) {
+        assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, h, LOOPBACK(3), 7003, LOOPBACK(3), T0), 0);
+        assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, h, LOOPBACK(5), 7005, LOOPBACK(5), T0), 0);
+    }
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 9, LOOPBACK(2), 7002, LOOPBACK(2), T0), 0);
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 10, LOOPBACK(4), 7004, LOOPBACK(4), T0), 0);
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 11, LOOPBACK(3), 7003, LOOPBACK(3), T0 + 1), -1);
+    assert_non_null(strstr(err, "tracker full"));
+    assert_int_equal(tracker_state_source_entries(ts, LOOPBACK(2)), 1);
+    assert_int_equal(tracker_state_source_entries(ts, LOOPBACK(4)), 1);
+    /* while a light newcomer may take one of theirs (equal after the swap) */
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 11, LOOPBACK(6), 7006, LOOPBACK(6), T0 + 1), 0);
+    assert_int_equal(tracker_state_source_entries(ts, LOOPBACK(2)) +
+                     tracker_state_source_entries(ts, LOOPBACK(4)), 1);
+
     /* every hash shared by two sources: a newcomer is refused */
     tracker_state_free(ts);
     ts = tracker_state_new(&cfg);

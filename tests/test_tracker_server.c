@@ -334,6 +334,15 @@ static int lowest_free_fd(void)
     return fd;
 }
 
+static struct rlimit saved_fd_limit;
+
+/* A failed assertion leaves the limit lowered: put it back for the next test. */
+static int restore_fd_limit(void **state)
+{
+    (void)state;
+    return setrlimit(RLIMIT_NOFILE, &saved_fd_limit);
+}
+
 static void set_fd_limit(rlim_t soft)
 {
     struct rlimit rl;
@@ -345,8 +354,7 @@ static void set_fd_limit(rlim_t soft)
 static void out_of_descriptors_sheds_then_turns_away(void **state)
 {
     (void)state;
-    struct rlimit saved;
-    assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    const struct rlimit saved = saved_fd_limit;
     struct fixture f;
     start(&f, &(struct tracker_server_config){0});
     int silent[4];
@@ -357,13 +365,17 @@ static void out_of_descriptors_sheds_then_turns_away(void **state)
     /* No descriptor left for accept: the oldest silent connection makes room. */
     set_fd_limit((rlim_t)lowest_free_fd() + 1);
     int honest = connect_from(&f, 2);          /* takes the last descriptor */
+    assert_true(wait_stats(&f, total_at_least, 5));
+    /* one made room; none more for nobody (accept says EMFILE with an empty queue too) */
+    assert_true(closed_by_tracker(silent[0]));
+    for (int i = 1; i < 4; i++)
+        assert_true(still_open(silent[i]));
     send_request(honest, WIRE_CMD_LIST, 1, 0, 0);
     uint8_t buf[64];
     assert_int_equal(read_answer(honest, buf, sizeof buf), WIRE_TRACKER_ANSWER_HEADER_LEN);
     assert_int_equal(buf[0], 0);
     close(honest);
     set_fd_limit(saved.rlim_cur);
-    assert_true(closed_by_tracker(silent[0]));
     struct tracker_server_stats st = stats(&f);
     assert_true(st.accept_errors >= 1);
     assert_int_equal(st.shed, 1);
@@ -513,13 +525,15 @@ static void start_errors_and_stop_null(void **state)
 int main(void)
 {
     cascade_log_init("test_tracker_server", CASCADE_LOG_WARN, false);
+    if (getrlimit(RLIMIT_NOFILE, &saved_fd_limit) < 0)
+        return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(answers_byte_for_byte),
         cmocka_unit_test(garbage_gets_status_1),
         cmocka_unit_test(silent_connections_are_shed_for_newcomers),
         cmocka_unit_test(per_source_cap_sheds_its_own),
         cmocka_unit_test(silent_connection_times_out),
-        cmocka_unit_test(out_of_descriptors_sheds_then_turns_away),
+        cmocka_unit_test_teardown(out_of_descriptors_sheds_then_turns_away, restore_fd_limit),
         cmocka_unit_test(warnings_are_summed_up),
         cmocka_unit_test(allow_list_replaced_while_running),
         cmocka_unit_test(start_errors_and_stop_null),
