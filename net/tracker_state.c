@@ -258,9 +258,8 @@ static void hash_release(struct tracker_state *ts, struct tracked_hash *h)
     free(h);
 }
 
-/* Take e out of everything and free it; its source and hash stay, maybe
- * empty (the callers release them). */
-static void entry_unlink(struct tracker_state *ts, struct entry *e)
+/* Remove an entry and forget its hash and source if that was their last. */
+static void entry_drop(struct tracker_state *ts, struct entry *e)
 {
     struct tracked_hash *h = e->hash;
     struct source *s = e->src;
@@ -274,16 +273,16 @@ static void entry_unlink(struct tracker_state *ts, struct entry *e)
         h->nsources--;
     }
     free(e);
-}
-
-/* Remove an entry and forget its hash and source if that was their last. */
-static void entry_drop(struct tracker_state *ts, struct entry *e)
-{
-    struct tracked_hash *h = e->hash;
-    struct source *s = e->src;
-    entry_unlink(ts, e);
     hash_release(ts, h);
     source_release(ts, s);
+}
+
+/* Every entry of h, and so h itself. */
+static void hash_drop(struct tracker_state *ts, struct tracked_hash *h)
+{
+    while (h->n > 1)
+        entry_drop(ts, h->entries[h->n - 1]);
+    entry_drop(ts, h->entries[0]);      /* the last one frees h */
 }
 
 static void expire(struct tracker_state *ts, uint64_t now)
@@ -407,9 +406,7 @@ static struct tracked_hash *hash_new(struct tracker_state *ts, const uint8_t *ha
                          ts->nhashes);
             return NULL;
         }
-        while (victim->n > 1)
-            entry_drop(ts, victim->entries[victim->n - 1]);
-        entry_drop(ts, victim->entries[0]);     /* the last one frees the slot */
+        hash_drop(ts, victim);
     }
     struct tracked_hash *h = calloc(1, sizeof *h);
     if (!h) {
@@ -531,14 +528,9 @@ long tracker_state_set_allowed(struct tracker_state *ts, const uint8_t *hashes, 
     free(ts->allowed);
     ts->allowed = copy;
     ts->nallowed = distinct;
-    for (size_t i = ts->nhashes; i-- > 0;) {
-        struct tracked_hash *h = ts->hashes[i];
-        if (is_allowed(ts, h->hash))
-            continue;
-        while (h->n > 1)
-            entry_drop(ts, h->entries[h->n - 1]);
-        entry_drop(ts, h->entries[0]);
-    }
+    for (size_t i = ts->nhashes; i-- > 0;)   /* a drop moves the last one into i */
+        if (!is_allowed(ts, ts->hashes[i]->hash))
+            hash_drop(ts, ts->hashes[i]);
     return (long)distinct;
 }
 

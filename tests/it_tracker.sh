@@ -133,18 +133,18 @@ rc=0; timeout 10 "$TRACKER" --allow "$T/allow/x.cascade" --listen 127.0.0.1:0 \
 echo "== SIGHUP reads --allow again; a reload that fails keeps the old list"
 out=$($client "$tport" 1 "$other" 0.0.0.0 0)
 case "$out" in "error 1 "*"not tracked"*) ;; *) fail "before SIGHUP: $out" ;; esac
-cp "$CASCADE_VECTORS/even4096.bin.cascade" "$T/allow/even.cascade"
-kill -HUP "$tpid"
-wait_for_line "$T/fifo.err" "read again: tracking 2 files" 10 ||
-    fail "no reload after SIGHUP: $(cat "$T/fifo.err")"
-out=$($client "$tport" 1 "$other" 0.0.0.0 0)
-[ "$out" = "peers " ] || fail "after SIGHUP: $out"
-cp "$CASCADE_VECTORS/bad-magic.cascade" "$T/allow/bad.cascade"
-kill -HUP "$tpid"
-wait_for_line "$T/fifo.err" "reading --allow failed: .*bad.cascade.*keeping" 10 ||
-    fail "a failed reload was not reported: $(cat "$T/fifo.err")"
-out=$($client "$tport" 1 "$other" 0.0.0.0 0)
-[ "$out" = "peers " ] || fail "after a failed reload: $out"
+# hup_then COPY-FROM NAME PATTERN: copy a file into the folder, SIGHUP, wait
+# for PATTERN in the log; the other hash must then be tracked.
+hup_then() {
+    cp "$1" "$T/allow/$2"
+    kill -HUP "$tpid"
+    wait_for_line "$T/fifo.err" "$3" 10 || fail "after SIGHUP, no '$3': $(cat "$T/fifo.err")"
+    out=$($client "$tport" 1 "$other" 0.0.0.0 0)
+    [ "$out" = "peers " ] || fail "after SIGHUP ($2): $out"
+}
+hup_then "$CASCADE_VECTORS/even4096.bin.cascade" even.cascade "read again: tracking 2 files"
+hup_then "$CASCADE_VECTORS/bad-magic.cascade" bad.cascade \
+    "reading --allow failed: .*bad.cascade.*keeping"
 stop_tracker
 
 # flood_and_probe NAME FLOOD-ARGS...: one attack from 127.0.0.3 while a
