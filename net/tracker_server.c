@@ -48,13 +48,16 @@ struct warning {
     char text[200];
 };
 
+enum { ALL, READING, NLISTS };
+
 struct conn {
     int fd;                             /* -1: the slot is free */
     uint32_t source;                    /* host order */
     uint64_t deadline_ms;
     bool reading;
-    struct conn *prev, *next;           /* every connection, oldest first */
-    struct conn *rprev, *rnext;         /* still reading, oldest first */
+    struct {
+        struct conn *prev, *next;
+    } link[NLISTS];                     /* every connection / those still reading */
     uint8_t in[WIRE_TRACKER_REQUEST_LEN];
     size_t got;
     uint8_t *out;                       /* the answer, once the request is complete */
@@ -79,7 +82,7 @@ struct tracker_server {
     uint32_t *pool_source;              /* source of each slot, 0 when free (counted fast) */
     int *free_slots;
     int nfree;
-    struct conn_list all, reading;
+    struct conn_list lists[NLISTS];     /* oldest first */
     uint64_t accept_resume_ms;          /* 0: accepting */
     struct warning warnings[NWARNINGS];
 
@@ -153,31 +156,32 @@ static uint64_t warn_next_due(const struct tracker_server *srv)
 
 /* ---- connection lists and the pool ------------------------------------ */
 
-static void list_append(struct conn_list *l, struct conn *c, bool by_reading)
+static void list_append(struct tracker_server *srv, struct conn *c, int k)
 {
-    struct conn **prev = by_reading ? &c->rprev : &c->prev, **next = by_reading ? &c->rnext : &c->next;
-    *prev = l->last;
-    *next = NULL;
+    struct conn_list *l = &srv->lists[k];
+    c->link[k].prev = l->last;
+    c->link[k].next = NULL;
     if (l->last)
-        *(by_reading ? &l->last->rnext : &l->last->next) = c;
+        l->last->link[k].next = c;
     else
         l->first = c;
     l->last = c;
 }
 
-static void list_remove(struct conn_list *l, struct conn *c, bool by_reading)
+static void list_remove(struct tracker_server *srv, struct conn *c, int k)
 {
-    struct conn *prev = by_reading ? c->rprev : c->prev, *next = by_reading ? c->rnext : c->next;
-    if (prev)
-        *(by_reading ? &prev->rnext : &prev->next) = next;
+    struct conn_list *l = &srv->lists[k];
+    if (c->link[k].prev)
+        c->link[k].prev->link[k].next = c->link[k].next;
     else
-        l->first = next;
-    if (next)
-        *(by_reading ? &next->rprev : &next->prev) = prev;
+        l->first = c->link[k].next;
+    if (c->link[k].next)
+        c->link[k].next->link[k].prev = c->link[k].prev;
     else
-        l->last = prev;
+        l->last = c->link[k].prev;
 }
 
+/* A scan of a flat array: at the default cap of 1024 about a microsecond. */
 static int source_connections(const struct tracker_server *srv, uint32_t source)
 {
     int n = 0;
@@ -189,7 +193,7 @@ static int source_connections(const struct tracker_server *srv, uint32_t source)
 static void stop_reading(struct tracker_server *srv, struct conn *c)
 {
     if (c->reading)
-        list_remove(&srv->reading, c, true);
+        list_remove(srv, c, READING);
     c->reading = false;
 }
 
@@ -197,7 +201,7 @@ static void conn_close(struct tracker_server *srv, struct conn *c)
 {
     close(c->fd);       /* also leaves the epoll set */
     stop_reading(srv, c);
-    list_remove(&srv->all, c, false);
+    list_remove(srv, c, ALL);
     free(c->out);
     int slot = (int)(c - srv->pool);
     srv->pool_source[slot] = 0;
@@ -210,9 +214,9 @@ static void conn_close(struct tracker_server *srv, struct conn *c)
  * request (of this source, or of anybody for source 0). false: none. */
 static bool shed_oldest_reading(struct tracker_server *srv, uint32_t source)
 {
-    struct conn *c = srv->reading.first;
+    struct conn *c = srv->lists[READING].first;
     while (c && source && c->source != source)
-        c = c->rnext;
+        c = c->link[READING].next;
     if (!c)
         return false;
     if (cascade_log_enabled(CASCADE_LOG_DEBUG)) {
@@ -302,20 +306,18 @@ static int conn_answer(struct tracker_server *srv, struct conn *c)
 
 /* ---- connection I/O --------------------------------------------------------- */
 
-/* Send what is left of the answer: true while more remains. */
-static bool conn_send(struct conn *c, bool *failed)
+/* Send what is left of the answer: 1 all sent, 0 would block, -1 error. */
+static int conn_send(struct conn *c)
 {
     while (c->sent < c->out_len) {
         ssize_t n = send(c->fd, c->out + c->sent, c->out_len - c->sent, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0) {
-            *failed = errno != EAGAIN && errno != EWOULDBLOCK;
-            return !*failed;
-        }
+        if (n < 0)
+            return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
         c->sent += (size_t)n;
     }
-    return false;
+    return 1;
 }
 
 /* Progress on c after an event (or right after accept). May close it. */
@@ -341,41 +343,40 @@ static void conn_run(struct tracker_server *srv, struct conn *c)
             return;
         }
     }
-    bool failed = false;
-    if (!conn_send(c, &failed)) {
-        conn_close(srv, c);             /* answered (or the client went away) */
-        return;
-    }
     struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
-    if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev) < 0)
-        conn_close(srv, c);
+    if (conn_send(c) != 0 || epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev) < 0)
+        conn_close(srv, c);             /* answered, the client went away, or no epoll */
 }
 
-/* A new connection: make room if needed (shedding), then read it at once. */
-static void conn_admit(struct tracker_server *srv, int fd, uint32_t source)
+/* Room for a newcomer from source: at the source's cap its own oldest
+ * still-reading connection goes, at the global cap anybody's. false: no
+ * room (every candidate is answering), turn it away. */
+static bool make_room(struct tracker_server *srv, uint32_t source)
 {
     char ip[16];
     if (source_connections(srv, source) >= srv->max_per_source) {
         format_ip(source, ip, sizeof ip);
-        if (!shed_oldest_reading(srv, source)) {
-            warn_limited(srv, WARN_SOURCE, "%s has %d connections open: turning one more away",
-                         ip, srv->max_per_source);
-            count(&srv->turned_away);
-            close(fd);
-            return;
-        }
-        warn_limited(srv, WARN_SOURCE, "%s has %d connections open: shed its oldest "
-                     "incomplete one", ip, srv->max_per_source);
-    } else if (!srv->nfree) {
-        if (!shed_oldest_reading(srv, 0)) {
-            warn_limited(srv, WARN_FULL, "%d connections open, all answering: turning one "
-                         "more away", srv->max_connections);
-            count(&srv->turned_away);
-            close(fd);
-            return;
-        }
-        warn_limited(srv, WARN_FULL, "%d connections open: shed the oldest incomplete one",
-                     srv->max_connections);
+        bool shed = shed_oldest_reading(srv, source);
+        warn_limited(srv, WARN_SOURCE, "%s has %d connections open: %s", ip,
+                     srv->max_per_source, shed ? "shed its oldest incomplete one"
+                                               : "turning one more away");
+        return shed;
+    }
+    if (srv->nfree)
+        return true;
+    bool shed = shed_oldest_reading(srv, 0);
+    warn_limited(srv, WARN_FULL, "%d connections open: %s", srv->max_connections,
+                 shed ? "shed the oldest incomplete one" : "all answering, turning one away");
+    return shed;
+}
+
+/* A new connection: make room if needed, then read it at once. */
+static void conn_admit(struct tracker_server *srv, int fd, uint32_t source)
+{
+    if (!make_room(srv, source)) {
+        count(&srv->turned_away);
+        close(fd);
+        return;
     }
     int slot = srv->free_slots[--srv->nfree];
     struct conn *c = &srv->pool[slot];
@@ -391,8 +392,8 @@ static void conn_admit(struct tracker_server *srv, int fd, uint32_t source)
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     srv->pool_source[slot] = source;
-    list_append(&srv->all, c, false);
-    list_append(&srv->reading, c, true);
+    list_append(srv, c, ALL);
+    list_append(srv, c, READING);
     count(&srv->connections_total);
     count(&srv->connections_open);
     conn_run(srv, c);
@@ -477,8 +478,8 @@ static void server_accept(struct tracker_server *srv)
 
 static void sweep_deadlines(struct tracker_server *srv, uint64_t now)
 {
-    while (srv->all.first && srv->all.first->deadline_ms <= now) {
-        struct conn *c = srv->all.first;
+    struct conn *c;
+    while ((c = srv->lists[ALL].first) && c->deadline_ms <= now) {
         if (cascade_log_enabled(CASCADE_LOG_DEBUG)) {
             char ip[16];
             format_ip(c->source, ip, sizeof ip);
@@ -493,8 +494,9 @@ static void sweep_deadlines(struct tracker_server *srv, uint64_t now)
 static int loop_timeout(const struct tracker_server *srv, uint64_t now)
 {
     uint64_t due = now + TS_TICK_MAX_MS, w = warn_next_due(srv);
-    if (srv->all.first && srv->all.first->deadline_ms < due)
-        due = srv->all.first->deadline_ms;
+    const struct conn *oldest = srv->lists[ALL].first;
+    if (oldest && oldest->deadline_ms < due)
+        due = oldest->deadline_ms;
     if (srv->accept_resume_ms && srv->accept_resume_ms < due)
         due = srv->accept_resume_ms;
     if (w < due)
@@ -531,8 +533,8 @@ static void *server_loop(void *arg)
             set_accepting(srv, true);
         warn_flush(srv, now, false);
     }
-    while (srv->all.first)
-        conn_close(srv, srv->all.first);
+    while (srv->lists[ALL].first)
+        conn_close(srv, srv->lists[ALL].first);
     warn_flush(srv, cascade_now_ms(), true);
     return NULL;
 }

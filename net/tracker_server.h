@@ -31,7 +31,7 @@
 #define TRACKER_SERVER_DEFAULT_MAX_PER_SOURCE 64
 #define TRACKER_SERVER_DEFAULT_TIMEOUT_MS 5000
 #define TRACKER_SERVER_DEFAULT_LOG_INTERVAL_MS 5000
-#define TRACKER_SERVER_MAX_CONNECTIONS 1000000
+#define TRACKER_SERVER_MAX_CONNECTIONS 65536
 
 struct tracker_server_config {
     struct sockaddr_in listen;        /* port 0: pick a free port */
