@@ -228,7 +228,8 @@ static int load_allowed(const struct options *o, struct hash_set *s, char *err, 
     if (!s->n) {
         free(s->hashes);
         /* An allow-list that names nothing must not mean "track anything". */
-        cascade_errf(err, errlen, "no cascade hashes found");
+        cascade_errf(err, errlen, "no cascade hashes found: give .cascade files, a folder "
+                     "of them or a list of hashes");
         return -1;
     }
     return 0;
@@ -244,7 +245,7 @@ static int apply_allowed(const struct options *o, struct tracker_state *ts,
             log_warn("SIGHUP: reading --allow failed: %s; keeping the files allowed before",
                      err);
         else
-            fprintf(stderr, "cascade-tracker: --allow %s\n", err);
+            fprintf(stderr, "cascade-tracker: --allow: %s\n", err);
         return -1;
     }
     long n = srv ? tracker_server_set_allowed(srv, s.hashes, s.n, err, sizeof err)
