@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cascade/meta.h"
@@ -175,27 +174,6 @@ static char *tmp_name(const char *out_path)
     return p;
 }
 
-static int open_data(const char *data_path, char *err, size_t errlen)
-{
-    int fd = open(data_path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0) {
-        cascade_errf(err, errlen, "%s: %s", data_path, strerror(errno));
-        return -1;
-    }
-    if (fstat(fd, &st) != 0) {
-        cascade_errf(err, errlen, "%s: stat: %s", data_path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        cascade_errf(err, errlen, "%s: is a directory", data_path);
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 int cascade_create(const char *data_path, uint64_t block_size, const char *out_path,
                    struct cascade_progress *progress, uint8_t *cascade_hash_out,
                    char *err, size_t errlen)
@@ -219,7 +197,7 @@ int cascade_create(const char *data_path, uint64_t block_size, const char *out_p
     h->block_size = block_size;
     h->out_name = tmp;
     h->out_fd = -1;
-    if ((data_fd = open_data(data_path, err, errlen)) < 0)
+    if ((data_fd = cascade_open_regular(data_path, O_RDONLY, 0, NULL, err, errlen)) < 0)
         goto out;
     h->out_fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (h->out_fd < 0) {

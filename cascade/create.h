@@ -9,7 +9,8 @@
 
 #define CASCADE_DEFAULT_BLOCK_SIZE (1024u * 1024u)
 
-/* Hash data_path in blocks of block_size (>= 1) and write out_path
+/* Hash data_path (a regular file: a FIFO or a device is refused without
+ * waiting on it) in blocks of block_size (>= 1) and write out_path
  * atomically (temporary file + rename). progress may be NULL.
  * If cascade_hash_out is not NULL it receives the new file's cascade hash.
  * 0 on success, -1 with a message. */

@@ -222,28 +222,20 @@ static int hash_image(const uint8_t *hdr, const struct cascade_meta *m, uint8_t 
     return CASCADE_META_OK;
 }
 
-static int load_fd(int fd, const char *path, struct cascade_meta *out, char *err, size_t errlen)
+/* st is the (regular) file's status from opening it. */
+static int load_fd(int fd, const struct stat *st, const char *path, struct cascade_meta *out,
+                   char *err, size_t errlen)
 {
-    struct stat st;
     uint8_t hdr[CASCADE_HEADER_LEN];
     char why[CASCADE_ERRLEN];
     struct header h;
-    if (fstat(fd, &st) != 0) {
-        cascade_errf(err, errlen, "%s: stat: %s", path, strerror(errno));
-        return CASCADE_META_EIO;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        cascade_errf(err, errlen, "%s: %s", path,
-                     S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file");
-        return CASCADE_META_EIO;
-    }
     ssize_t n = read_full(fd, hdr, sizeof hdr);
     if (n < 0) {
         cascade_errf(err, errlen, "%s: read: %s", path, strerror(errno));
         return CASCADE_META_EIO;
     }
     /* The real length, not the header's claim, bounds what we allocate. */
-    uint64_t len = (size_t)n < sizeof hdr ? (uint64_t)n : (uint64_t)st.st_size;
+    uint64_t len = (size_t)n < sizeof hdr ? (uint64_t)n : (uint64_t)st->st_size;
     int rc = parse_header(hdr, len, &h, why, sizeof why);
     if (rc != CASCADE_META_OK) {
         cascade_errf(err, errlen, "%s: %s", path, why);
@@ -265,13 +257,12 @@ static int load_fd(int fd, const char *path, struct cascade_meta *out, char *err
 
 int cascade_meta_load(const char *path, struct cascade_meta *out, char *err, size_t errlen)
 {
+    struct stat st;
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        cascade_errf(err, errlen, "%s: %s", path, strerror(errno));
+    int fd = cascade_open_regular(path, O_RDONLY, 0, &st, err, errlen);
+    if (fd < 0)
         return CASCADE_META_EIO;
-    }
-    int rc = load_fd(fd, path, out, err, errlen);
+    int rc = load_fd(fd, &st, path, out, err, errlen);
     close(fd);
     if (rc != CASCADE_META_OK)
         cascade_meta_free(out);

@@ -49,9 +49,12 @@ struct cascade_meta {
 int cascade_meta_parse(const uint8_t *buf, size_t len, struct cascade_meta *out,
                        char *err, size_t errlen);
 
-/* Read and parse a .cascade file. Checks the header against the file size
- * before allocating the hash list, so a lying header cannot make us
- * allocate more than the file holds. Sets out->name from the path. */
+/* Read and parse a .cascade file. Only a regular file is read: a FIFO, a
+ * device or a folder is refused (CASCADE_META_EIO, "x.cascade is a FIFO,
+ * not a regular file") without ever waiting in open(). Checks the header
+ * against the file size before allocating the hash list, so a lying header
+ * cannot make us allocate more than the file holds. Sets out->name from the
+ * path (NAME.cascade -> NAME, else BASENAME.data; may be "." or ".."). */
 int cascade_meta_load(const char *path, struct cascade_meta *out,
                       char *err, size_t errlen);
 

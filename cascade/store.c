@@ -9,9 +9,9 @@
  * the held bits, fdatasyncs the data file, and only then writes the bits
  * that changed into the record. Every bit in the snapshot was set after its
  * pwrite returned, so its bytes are covered by that fdatasync: the record on
- * disk never claims a block whose bytes are not durable. A background
- * flusher thread does this when enough is pending or a second has passed;
- * cascade_store_flush() and close() do it on demand.
+ * disk never claims a block whose bytes are not durable. The store has no
+ * thread of its own: its owner (the peer node's housekeeper) flushes when
+ * cascade_store_flush_due says so; close() flushes too.
  *
  * Locks (take in this order): flush_lock serializes flushes and owns
  * `durable`; lock guards held, held_count and the pending counters. Nothing
@@ -59,15 +59,10 @@ struct cascade_store {
     uint64_t pending_blocks;    /* held but not yet in the record; guarded by lock */
     uint64_t pending_bytes;
     uint64_t pending_since_ms;  /* when the oldest pending mark was set */
-    bool stop;                  /* tells the flusher to exit; guarded by lock */
-    pthread_cond_t wake;        /* flusher waits here (CLOCK_MONOTONIC) */
 
     pthread_mutex_t flush_lock;
     uint8_t *durable;           /* bits as written in the record; guarded by flush_lock */
     uint8_t *snapshot;          /* scratch for a flush; guarded by flush_lock */
-
-    pthread_t flusher;
-    bool flusher_running;
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -138,12 +133,13 @@ static char *path_join(const char *a, const char *b)
     return p;
 }
 
-static int store_make_paths(struct cascade_store *st, const struct cascade_store_options *opts,
-                            char *err, size_t errlen)
+/* <cache_root>/<cascade-hash-hex> into out. 0 or -1 with a message. */
+static int store_dir_of(const struct cascade_meta *meta, const char *cache_root, char *out,
+                        size_t outlen, char *err, size_t errlen)
 {
     char root[PATH_MAX];
-    if (opts->cache_root) {
-        if (snprintf(root, sizeof root, "%s", opts->cache_root) >= (int)sizeof root) {
+    if (cache_root) {
+        if (snprintf(root, sizeof root, "%s", cache_root) >= (int)sizeof root) {
             cascade_errf(err, errlen, "cache folder path too long");
             return -1;
         }
@@ -152,8 +148,21 @@ static int store_make_paths(struct cascade_store *st, const struct cascade_store
         return -1;
     }
     char hex[CASCADE_HEX_LEN];
-    cascade_hex(st->meta->cascade_hash, CASCADE_HASH_LEN, hex);
-    st->dir = path_join(root, hex);
+    cascade_hex(meta->cascade_hash, CASCADE_HASH_LEN, hex);
+    if (snprintf(out, outlen, "%s/%s", root, hex) >= (int)outlen) {
+        cascade_errf(err, errlen, "cache folder path too long");
+        return -1;
+    }
+    return 0;
+}
+
+static int store_make_paths(struct cascade_store *st, const struct cascade_store_options *opts,
+                            char *err, size_t errlen)
+{
+    char dir[PATH_MAX];
+    if (store_dir_of(st->meta, opts->cache_root, dir, sizeof dir, err, errlen) < 0)
+        return -1;
+    st->dir = strdup(dir);
     st->record_path = st->dir ? path_join(st->dir, "held") : NULL;
     st->data_path = opts->data_path ? strdup(opts->data_path)
                     : st->dir ? path_join(st->dir, "data") : NULL;
@@ -171,16 +180,10 @@ static int store_open_data(struct cascade_store *st, uint64_t *old_size,
                            char *err, size_t errlen)
 {
     int flags = st->read_only ? O_RDONLY : O_RDWR | O_CREAT;
-    st->data_fd = open(st->data_path, flags | O_CLOEXEC, 0644);
-    if (st->data_fd < 0) {
-        cascade_errf(err, errlen, "open %s: %s", st->data_path, strerror(errno));
-        return -1;
-    }
     struct stat sb;
-    if (fstat(st->data_fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-        cascade_errf(err, errlen, "%s is not a regular file", st->data_path);
+    st->data_fd = cascade_open_regular(st->data_path, flags, 0644, &sb, err, errlen);
+    if (st->data_fd < 0)
         return -1;
-    }
     *old_size = (uint64_t)sb.st_size;
     st->record_id.data_ino = (uint64_t)sb.st_ino;
     /* Inode numbers are reused at once; the birth time tells a file that
@@ -418,54 +421,23 @@ int cascade_store_flush(struct cascade_store *st)
     return rc;
 }
 
-static bool flush_due(const struct cascade_store *st, uint64_t now)
+bool cascade_store_flush_due(struct cascade_store *st, uint64_t now_ms)
 {
-    return st->pending_blocks > 0 &&
-           (st->pending_blocks >= FLUSH_PENDING_BLOCKS ||
-            st->pending_bytes >= FLUSH_PENDING_BYTES ||
-            now - st->pending_since_ms >= FLUSH_AGE_MS);
-}
-
-/* Background flusher: wakes when a put says enough is pending, or at the
- * latest FLUSH_AGE_MS after the oldest pending mark. */
-static void *store_flusher_main(void *arg)
-{
-    struct cascade_store *st = arg;
+    if (st->record_fd < 0)
+        return false;
     pthread_mutex_lock(&st->lock);
-    while (!st->stop) {
-        uint64_t now = cascade_now_ms();
-        if (!flush_due(st, now)) {
-            uint64_t wait = FLUSH_AGE_MS;
-            if (st->pending_blocks > 0)
-                wait = st->pending_since_ms + FLUSH_AGE_MS - now;
-            struct timespec ts;
-            cascade_timespec_at(now + wait, &ts);
-            pthread_cond_timedwait(&st->wake, &st->lock, &ts);
-            continue;
-        }
-        pthread_mutex_unlock(&st->lock);
-        pthread_mutex_lock(&st->flush_lock);
-        int rc = store_flush_locked(st, false);
-        pthread_mutex_unlock(&st->flush_lock);
-        pthread_mutex_lock(&st->lock);
-        if (rc < 0 && !st->stop) {   /* disk trouble: do not spin */
-            struct timespec ts;
-            cascade_timespec_at(cascade_now_ms() + FLUSH_AGE_MS, &ts);
-            pthread_cond_timedwait(&st->wake, &st->lock, &ts);
-        }
-    }
+    bool due = st->pending_blocks > 0 &&
+               (st->pending_blocks >= FLUSH_PENDING_BLOCKS ||
+                st->pending_bytes >= FLUSH_PENDING_BYTES ||
+                now_ms - st->pending_since_ms >= FLUSH_AGE_MS);
     pthread_mutex_unlock(&st->lock);
-    return NULL;
+    return due;
 }
 
 /* ---- open / close ------------------------------------------------------ */
 
 static int store_init_sync(struct cascade_store *st, char *err, size_t errlen)
 {
-    if (cascade_cond_init_monotonic(&st->wake) != 0) {
-        cascade_errf(err, errlen, "pthread_cond_init failed");
-        return -1;
-    }
     if (pthread_mutex_init(&st->lock, NULL) != 0 ||
         pthread_mutex_init(&st->flush_lock, NULL) != 0) {
         cascade_errf(err, errlen, "pthread_mutex_init failed");
@@ -532,13 +504,6 @@ int cascade_store_open(const struct cascade_meta *meta,
         store_open_record(st, old_size, err, errlen) < 0 ||
         store_extend_data(st, old_size, err, errlen) < 0)
         goto fail;
-    if (st->record_fd >= 0) {
-        if (pthread_create(&st->flusher, NULL, store_flusher_main, st) != 0) {
-            cascade_errf(err, errlen, "cannot start the store flusher thread");
-            goto fail;
-        }
-        st->flusher_running = true;
-    }
     *out = st;
     return 0;
 
@@ -557,23 +522,15 @@ void cascade_store_close(struct cascade_store *st)
 {
     if (!st)
         return;
-    if (st->flusher_running) {
-        pthread_mutex_lock(&st->lock);
-        st->stop = true;
-        pthread_cond_signal(&st->wake);
-        pthread_mutex_unlock(&st->lock);
-        pthread_join(st->flusher, NULL);
-        if (cascade_store_flush(st) < 0)
-            log_error("store: final flush of %s failed; some blocks may be fetched again",
-                      st->dir);
-    }
+    if (st->data_fd >= 0 && st->record_fd >= 0 && cascade_store_flush(st) < 0)
+        log_error("store: final flush of %s failed; some blocks may be fetched again",
+                  st->dir);
     if (st->data_fd >= 0)
         close(st->data_fd);
     if (st->record_fd >= 0)
         close(st->record_fd);
     pthread_mutex_destroy(&st->lock);
     pthread_mutex_destroy(&st->flush_lock);
-    pthread_cond_destroy(&st->wake);
     free(st->dir);
     free(st->data_path);
     free(st->record_path);
@@ -596,9 +553,6 @@ static void store_mark_held(struct cascade_store *st, uint64_t idx, uint64_t len
             st->pending_since_ms = cascade_now_ms();
         st->pending_blocks++;
         st->pending_bytes += len;
-        if (st->pending_blocks >= FLUSH_PENDING_BLOCKS ||
-            st->pending_bytes >= FLUSH_PENDING_BYTES)
-            pthread_cond_signal(&st->wake);
     }
     pthread_mutex_unlock(&st->lock);
 }
@@ -737,6 +691,40 @@ int64_t cascade_store_adopt(struct cascade_store *st, struct cascade_progress *p
     if (cascade_store_flush(st) < 0)
         return CASCADE_STORE_EIO;
     return marked;
+}
+
+/* ---- peeking at a cache without opening it --------------------------------- */
+
+uint64_t cascade_store_peek(const struct cascade_meta *meta, const char *cache_root,
+                            uint8_t *bits)
+{
+    size_t len = bitmap_bytes(meta->block_count);
+    if (bits)
+        memset(bits, 0, len);
+    char dir[PATH_MAX], path[PATH_MAX + 8];
+    if (store_check_meta(meta, NULL, 0) < 0 ||
+        store_dir_of(meta, cache_root, dir, sizeof dir, NULL, 0) < 0)
+        return 0;
+    snprintf(path, sizeof path, "%s/held", dir);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    struct stat sb;
+    uint8_t *mine = bits ? bits : malloc(len + 1);
+    uint64_t count = 0;
+    if (mine && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        struct cascade_record_id id = {.size = meta->size, .block_size = meta->block_size,
+                                       .block_count = meta->block_count};
+        memcpy(id.cascade_hash, meta->cascade_hash, CASCADE_HASH_LEN);
+        if (cascade_record_load(fd, &id, mine, len, NULL, 0) > CASCADE_RECORD_NONE)
+            count = bitmap_count(mine, len);
+        else
+            memset(mine, 0, len);
+    }
+    close(fd);
+    if (!bits)
+        free(mine);
+    return count;
 }
 
 /* ---- accessors ------------------------------------------------------------ */

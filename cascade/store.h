@@ -17,6 +17,9 @@
  *
  * Thread safety: every function may be called from many threads at once
  * (readers and writers of different blocks, two writers of one block).
+ * The store starts no thread: held marks become durable when the owner
+ * calls cascade_store_flush (cascade_store_flush_due says when), and at
+ * close.
  */
 #ifndef CASCADE_STORE_H
 #define CASCADE_STORE_H
@@ -54,7 +57,8 @@ int cascade_store_open(const struct cascade_meta *meta,
 void cascade_store_close(struct cascade_store *st);
 
 /* Verify and store block idx; len must equal the block's length.
- * Returns CASCADE_STORE_OK (also when already held), EHASH, ERANGE or EIO. */
+ * Returns CASCADE_STORE_OK (also when already held), EHASH, ERANGE, EROFS
+ * or EIO; after EIO, errno holds the cause (ENOSPC: the filesystem is full). */
 int cascade_store_put(struct cascade_store *st, uint64_t idx, const void *data, size_t len);
 
 /* Copy len bytes at offset off inside held block idx into buf.
@@ -75,8 +79,21 @@ bool cascade_store_complete(struct cascade_store *st);
 /* Copy the held bitmap (bit i of byte i/8, LSB first; (block_count+7)/8 bytes). */
 void cascade_store_held_map(struct cascade_store *st, uint8_t *bits);
 
-/* Make every held mark durable: fdatasync the data, then write the record. */
+/* Make every held mark durable: fdatasync the data, then write and
+ * fdatasync the record. */
 int cascade_store_flush(struct cascade_store *st);
+/* Whether enough marks are pending (by count, bytes or age) that the
+ * owner should flush now; now_ms on the cascade_now_ms clock. The store
+ * has no thread: whoever owns it flushes when this says so. */
+bool cascade_store_flush_due(struct cascade_store *st, uint64_t now_ms);
+
+/* Without opening the store or creating anything: how many blocks the held
+ * record in cache_root (NULL: the default) marks for meta, and their bitmap
+ * into bits when not NULL (bitmap_bytes(block_count) bytes). 0 when there
+ * is no record, or one of another file. A hint for what a cache holds (the
+ * data file's bytes are checked when the store opens). */
+uint64_t cascade_store_peek(const struct cascade_meta *meta, const char *cache_root,
+                            uint8_t *bits);
 
 /* Verify each not-yet-held block already present in the data file and mark
  * those that match (for an existing complete or partial data file).

@@ -3,9 +3,12 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -111,6 +114,47 @@ int cascade_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
         off += (uint64_t)n;
     }
     return 0;
+}
+
+/* What a file that is not a regular one is, for messages. */
+static const char *file_kind(mode_t mode)
+{
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISSOCK(mode)) return "a socket";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    return "a special file";
+}
+
+int cascade_open_regular(const char *path, int flags, mode_t mode, struct stat *st,
+                         char *err, size_t errlen)
+{
+    struct stat sb;
+    int fd = open(path, flags | O_NONBLOCK | O_CLOEXEC, mode);
+    if (fd < 0) {
+        cascade_errf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &sb) != 0) {
+        cascade_errf(err, errlen, "%s: stat: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        cascade_errf(err, errlen, "%s is %s, not a regular file", path, file_kind(sb.st_mode));
+        goto fail;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        cascade_errf(err, errlen, "%s: fcntl: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (st)
+        *st = sb;
+    return fd;
+fail:
+    close(fd);
+    return -1;
 }
 
 uint64_t cascade_now_ms(void)

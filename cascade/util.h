@@ -12,7 +12,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
+
+struct stat;
 
 #define CASCADE_ERRLEN 256
 
@@ -76,6 +79,15 @@ static inline uint64_t cascade_get_be64(const uint8_t *p)
  * with ENODATA (the file is shorter than asked). */
 int cascade_pread_full(int fd, void *buf, size_t len, uint64_t off);
 int cascade_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+
+/* Open a file the user named without ever waiting in open() (a FIFO with
+ * no writer would block forever) and refuse anything but a regular file,
+ * naming what it is: "x.cascade is a FIFO, not a regular file". flags as
+ * for open(2) (O_NONBLOCK and O_CLOEXEC are added; the descriptor is back
+ * in blocking mode when returned), mode for O_CREAT. *st (may be NULL)
+ * receives the file's status. The descriptor, or -1 with a message. */
+int cascade_open_regular(const char *path, int flags, mode_t mode, struct stat *st,
+                         char *err, size_t errlen);
 
 /* Monotonic clock in milliseconds (CLOCK_MONOTONIC). */
 uint64_t cascade_now_ms(void);

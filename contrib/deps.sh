@@ -7,6 +7,7 @@ cascade_packages=(
     build-essential pkg-config meson ninja-build
     libssl-dev libfuse3-dev fuse3 libcmocka-dev
     attr python3 xxd util-linux
+    scdoc man-db bash-completion zsh
 )
 
 cascade_install_deps() {

@@ -71,7 +71,7 @@ if [ "${CASCADE_TEST_QUICK:-0}" != 1 ]; then
     setarch "$(uname -m)" -R true 2>/dev/null && tsan_wrapper="setarch $(uname -m) -R"
     run_suite "tsan" "$prefix-tsan" -Dtests=enabled -Db_sanitize=thread -Db_lundef=false -- \
         --timeout-multiplier 3 ${tsan_wrapper:+--wrapper "$tsan_wrapper"} \
-        test_store test_block_server test_fetcher it_get it_misbehave it_mount it_mount_swarm
+        test_store test_block_server test_node it_get it_misbehave it_mount it_mount_swarm
 fi
 
 echo

@@ -15,15 +15,16 @@
  *   3. go to the background unless -f/-d: fork, the parent waits on a pipe
  *      for the child's verdict, so `cascadefs ...` returns 0 only once the
  *      mount is there, and 1 with the child's message when it failed;
- *   4. in the (child) process that stays: stores, block server, fetchers
- *      (threads, hence after the fork), then fuse_mount;
- *   5. fuse_loop_mt until unmounted or signalled; then unmount, stop
- *      fetchers and server, close stores (records made durable).
+ *   4. in the (child) process that stays: the peer node (threads, hence
+ *      after the fork) with every file added, then fuse_mount;
+ *   5. fuse_loop_mt until unmounted or signalled; then unmount and stop the
+ *      node (connections closed, every held mark made durable).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse.h>
 #include <fuse_lowlevel.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,6 +160,66 @@ static int check_mountpoint(const char *mp)
     return 0;
 }
 
+/* Undo mountinfo's escapes (a backslash and three octal digits: "\040"
+ * for a space) in place. */
+static void mountinfo_unescape(char *s)
+{
+    char *out = s;
+    for (; *s; s++, out++) {
+        bool esc = s[0] == '\\';
+        for (int i = 1; esc && i <= 3; i++)
+            esc = s[i] >= '0' && s[i] <= '7';
+        if (esc) {
+            *out = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+            s += 3;
+        } else {
+            *out = *s;
+        }
+    }
+    *out = '\0';
+}
+
+/* True when /proc/self/mountinfo lists a cascadefs mount exactly at mp
+ * (libfuse resolved it with realpath): fields 5 (mount point) and the
+ * one after the "-" separator (file system type). */
+static bool cascadefs_mounted_at(const char *mp)
+{
+    FILE *mi = fopen("/proc/self/mountinfo", "r");
+    char *line = NULL, *save, *tok;
+    size_t cap = 0;
+    bool found = false;
+    if (!mi)
+        return false;
+    while (!found && getline(&line, &cap, mi) > 0) {
+        tok = strtok_r(line, " \n", &save);
+        for (int i = 0; tok && i < 4; i++)
+            tok = strtok_r(NULL, " \n", &save);
+        if (!tok)
+            continue;
+        mountinfo_unescape(tok);
+        if (strcmp(tok, mp) != 0)
+            continue;
+        while ((tok = strtok_r(NULL, " \n", &save)) && strcmp(tok, "-") != 0)
+            ;
+        tok = tok ? strtok_r(NULL, " \n", &save) : NULL;
+        found = tok && !strcmp(tok, "fuse.cascadefs");
+    }
+    free(line);
+    fclose(mi);
+    return found;
+}
+
+/* A second cascadefs on the same mount point would hide the first one
+ * (which keeps running, unreachable): refuse unless -o stack. */
+static int check_not_stacked(const char *mp, bool stack)
+{
+    if (stack || !cascadefs_mounted_at(mp))
+        return 0;
+    fprintf(stderr, "cascadefs: %s already holds a cascadefs mount; unmount it first "
+            "(fusermount3 -u %s) or add -o stack to mount on top of it\n", mp, mp);
+    return -1;
+}
+
 /* The kernel caps a FUSE mount's read-ahead at the system default (often
  * 128 KiB) whatever init asks for; larger requests mean fewer round trips
  * per byte. Raise it through the mount's bdi in sysfs (only root may; best
@@ -204,7 +265,8 @@ static int run_loop_mt(struct fuse *fuse, const struct fuse_cmdline_opts *cmd)
     }
     fuse_loop_cfg_set_clone_fd(cfg, (unsigned)cmd->clone_fd);
     fuse_loop_cfg_set_idle_threads(cfg, cmd->max_idle_threads);
-    fuse_loop_cfg_set_max_threads(cfg, cmd->max_threads);
+    if (cmd->max_threads != UINT_MAX)   /* UINT_MAX: not given, keep libfuse's default */
+        fuse_loop_cfg_set_max_threads(cfg, cmd->max_threads);
     int rc = fuse_loop_mt(fuse, cfg);
     fuse_loop_cfg_destroy(cfg);
     return rc;
@@ -286,7 +348,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "cascadefs: no mount point given\n");
         goto out_files;
     }
-    if (check_mountpoint(cmd.mountpoint) != 0 || add_mount_names(&args, &m.files[0]) != 0)
+    if (check_mountpoint(cmd.mountpoint) != 0 ||
+        check_not_stacked(cmd.mountpoint, opts.stack) != 0 ||
+        add_mount_names(&args, &m.files[0]) != 0)
         goto out_files;
     m.timeout_ms = (int)(opts.timeout > 86400 ? 86400 : opts.timeout) * 1000;
     m.splice_allowed = !opts.nosplice;

@@ -2,8 +2,8 @@
  *
  * Threads: the loop is multithreaded, so every operation may run on many
  * threads at once. The mount's file table never changes while mounted;
- * the store and fetcher are thread-safe; the only mutable state here is the
- * read-ahead state of each open handle, under that handle's lock. */
+ * the node and the stores are thread-safe; the only mutable state here is
+ * the read-ahead state of each open handle, under that handle's lock. */
 #include "fs/fs_ops.h"
 
 #include <errno.h>
@@ -32,33 +32,36 @@
 /* libfuse's pipe also carries the reply header: a few pages. */
 #define FS_SPLICE_PIPE_BYTES (FS_MAX_SPLICED_IO + (1u << 16))
 
-/* After a read timed out on a block, the kernel at once asks again for the
- * page it could not fill; for this long, a wait on that same block fails at
- * once instead of making the reader wait a second full timeout. */
+/* After a read timed out, the kernel at once asks again for the pages it
+ * could not fill; for this long, a read that starts inside the range that
+ * failed fails at once instead of making the reader wait a second full
+ * timeout. */
 #define FS_RETRY_GRACE_MS 1000
 
 /* One open file. */
 struct fs_handle {
     struct fs_file *file;
-    pthread_mutex_t lock;        /* guards ra, failed_block, failed_until_ms */
+    struct cascade_store *store; /* kept open by the node until release */
+    pthread_mutex_t lock;        /* guards ra and the failed range */
     struct fs_readahead ra;
-    uint64_t failed_block;       /* last block a read gave up on */
+    uint64_t failed_off, failed_end;  /* bytes of the last read that gave up */
     uint64_t failed_until_ms;    /* 0: none */
 };
 
-static bool recently_failed(struct fs_handle *h, uint64_t b)
+static bool recently_failed(struct fs_handle *h, uint64_t off)
 {
     pthread_mutex_lock(&h->lock);
-    bool failed = h->failed_until_ms && h->failed_block == b &&
+    bool failed = h->failed_until_ms && off >= h->failed_off && off < h->failed_end &&
                   cascade_now_ms() < h->failed_until_ms;
     pthread_mutex_unlock(&h->lock);
     return failed;
 }
 
-static void note_failure(struct fs_handle *h, uint64_t b)
+static void note_failure(struct fs_handle *h, uint64_t off, uint64_t len)
 {
     pthread_mutex_lock(&h->lock);
-    h->failed_block = b;
+    h->failed_off = off;
+    h->failed_end = off + len;
     h->failed_until_ms = cascade_now_ms() + FS_RETRY_GRACE_MS;
     pthread_mutex_unlock(&h->lock);
 }
@@ -138,7 +141,7 @@ static void fill_file_stat(const struct fs_mount *m, const struct fs_file *f, st
     st->st_nlink = 1;
     st->st_size = (off_t)f->meta.size;
     /* Blocks held locally, so `du` shows how much is here. */
-    uint64_t held = f->store ? cascade_store_held_count(f->store) : 0;
+    uint64_t held = f->nf ? node_file_held_count(f->nf) : 0;
     uint64_t bytes = held >= f->meta.block_count ? f->meta.size : held * f->meta.block_size;
     st->st_blocks = (blkcnt_t)((bytes + 511) / 512);
     st->st_blksize = (blksize_t)(f->meta.block_size < FS_MAX_IO ? f->meta.block_size : FS_MAX_IO);
@@ -193,7 +196,7 @@ static int fs_statfs(const char *path, struct statvfs *sv)
     uint64_t total = 0, held = 0;
     for (size_t i = 0; i < m->n_files; i++) {
         struct fs_file *f = &m->files[i];
-        uint64_t blocks = f->store ? cascade_store_held_count(f->store) : 0;
+        uint64_t blocks = f->nf ? node_file_held_count(f->nf) : 0;
         total += f->meta.size;
         held += blocks >= f->meta.block_count ? f->meta.size : blocks * f->meta.block_size;
     }
@@ -231,6 +234,14 @@ static int fs_open(const char *path, struct fuse_file_info *fi)
         free(h);
         return -ENOMEM;
     }
+    char err[CASCADE_ERRLEN];
+    h->store = node_file_open(f->nf, err, sizeof err);
+    if (!h->store) {
+        log_error("%s", err);
+        pthread_mutex_destroy(&h->lock);
+        free(h);
+        return -EIO;
+    }
     h->file = f;
     fs_readahead_init(&h->ra, m->readahead_blocks, f->meta.block_size);
     fi->fh = (uint64_t)(uintptr_t)h;
@@ -243,84 +254,64 @@ static int fs_release(const char *path, struct fuse_file_info *fi)
     (void)path;
     struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
     if (h) {
+        node_file_close(h->file->nf);
         pthread_mutex_destroy(&h->lock);
         free(h);
     }
     return 0;
 }
 
-/* Ask the fetcher, URGENT, for the missing blocks of [b0, b1], in runs. */
-static void want_missing(struct fs_file *f, uint64_t b0, uint64_t b1)
+/* Let the handle's read-ahead see this read: the bytes worth prefetching. */
+static void read_ahead(struct fs_handle *h, uint64_t off, uint64_t len, uint64_t *pf_off,
+                       uint64_t *pf_len)
 {
-    uint64_t run = 0, missing = 0;
-    for (uint64_t b = b0; b <= b1; b++) {
-        if (!cascade_store_has(f->store, b)) {
-            run++;
-            missing++;
-            continue;
-        }
-        if (run)
-            fetcher_want(f->fetcher, b - run, run, FETCH_URGENT);
-        run = 0;
-    }
-    if (run)
-        fetcher_want(f->fetcher, b1 + 1 - run, run, FETCH_URGENT);
-    if (missing)
-        log_debug("%s: read of blocks %llu..%llu waits for %llu of them", f->meta.name,
-                  (unsigned long long)b0, (unsigned long long)b1, (unsigned long long)missing);
+    const struct cascade_meta *m = &h->file->meta;
+    pthread_mutex_lock(&h->lock);
+    fs_readahead_on_read(&h->ra, off, len, m->size, pf_off, pf_len);
+    pthread_mutex_unlock(&h->lock);
+    if (*pf_len)
+        log_debug("%s: read-ahead of %llu bytes at %llu", m->name,
+                  (unsigned long long)*pf_len, (unsigned long long)*pf_off);
 }
 
-/* Let the handle's read-ahead see this read and prefetch what it says. */
-static void read_ahead(struct fs_handle *h, uint64_t off, uint64_t len)
+/* Bring bytes [off, off+len) into the store (asking the node once, with
+ * the read-ahead), at most until the mount's timeout. 0 or -errno. */
+static int fetch_for_read(struct fs_mount *m, struct fs_handle *h, uint64_t off, uint64_t len)
 {
     struct fs_file *f = h->file;
     uint64_t pf_off, pf_len;
-    pthread_mutex_lock(&h->lock);
-    fs_readahead_on_read(&h->ra, off, len, f->meta.size, &pf_off, &pf_len);
-    pthread_mutex_unlock(&h->lock);
-    if (pf_len == 0)
-        return;
-    uint64_t first = pf_off / f->meta.block_size;
-    uint64_t last = (pf_off + pf_len - 1) / f->meta.block_size;
-    log_debug("%s: read-ahead blocks %llu..%llu", f->meta.name,
-              (unsigned long long)first, (unsigned long long)last);
-    fetcher_want(f->fetcher, first, last - first + 1, FETCH_PREFETCH);
-}
-
-/* Wait until block b is held, at most until deadline_ms. 0 or -EIO. */
-static int wait_for_block(struct fs_mount *m, struct fs_handle *h, uint64_t b,
-                          uint64_t deadline_ms)
-{
-    struct fs_file *f = h->file;
-    if (cascade_store_has(f->store, b))
+    read_ahead(h, off, len, &pf_off, &pf_len);
+    bool held = cascade_store_has_range(h->store, off, len) == CASCADE_STORE_OK;
+    if (!held && recently_failed(h, off))
+        return -EIO;
+    uint64_t deadline = cascade_now_ms() + (uint64_t)m->timeout_ms;
+    int rc = node_file_fetch_range(f->nf, held ? 0 : off, held ? 0 : len, pf_off, pf_len,
+                                   deadline);
+    if (rc == 0)
         return 0;
-    if (recently_failed(h, b))
-        return -EIO;
-    uint64_t now = cascade_now_ms();
-    int left = now < deadline_ms ? (int)(deadline_ms - now) : 0;
-    int rc = fetcher_wait(f->fetcher, b, left);
-    if (rc != 0) {
-        log_warn("%s: block %llu not received within %d ms: %s", f->meta.name,
-                 (unsigned long long)b, m->timeout_ms,
-                 rc == -ETIMEDOUT ? "no peer delivered it" : "shutting down");
-        note_failure(h, b);
-        return -EIO;
-    }
-    return 0;
+    const char *why = rc == -ETIMEDOUT ? "no peer delivered it in time"
+                      : rc == -ECANCELED ? "the mount is stopping"
+                      : strerror(-rc);
+    log_warn("%s: read of %llu bytes at %llu failed: %s", f->meta.name,
+             (unsigned long long)len, (unsigned long long)off, why);
+    note_failure(h, off, len);
+    /* The true cause when storing fails (a full cache filesystem); else EIO. */
+    return rc == -ENOSPC || rc == -EDQUOT ? rc : -EIO;
 }
 
 /* A reply of len bytes at off from the data file: by reference when libfuse
  * can splice it, else read into memory now. Every block under it is held. */
-static int reply_from_store(struct fs_mount *m, struct fs_file *f, uint64_t off, uint64_t len,
+static int reply_from_store(struct fs_mount *m, struct fs_handle *h, uint64_t off, uint64_t len,
                             struct fuse_bufvec *bv)
 {
+    struct fs_file *f = h->file;
     int rc;
     if (atomic_load(&m->reply_by_splice)) {
         /* Held blocks stay held, so the bytes libfuse splices are verified. */
-        rc = cascade_store_has_range(f->store, off, len);
+        rc = cascade_store_has_range(h->store, off, len);
         if (rc == CASCADE_STORE_OK) {
             bv->buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-            bv->buf[0].fd = cascade_store_data_fd(f->store);
+            bv->buf[0].fd = cascade_store_data_fd(h->store);
             bv->buf[0].pos = (off_t)off;
             bv->buf[0].size = len;
             return 0;
@@ -329,7 +320,7 @@ static int reply_from_store(struct fs_mount *m, struct fs_file *f, uint64_t off,
         void *mem = malloc(len);   /* freed by libfuse after the reply */
         if (!mem)
             return -ENOMEM;
-        rc = cascade_store_read_range(f->store, off, mem, len);
+        rc = cascade_store_read_range(h->store, off, mem, len);
         if (rc == CASCADE_STORE_OK) {
             bv->buf[0].mem = mem;
             bv->buf[0].size = len;
@@ -361,18 +352,10 @@ static int fs_read_buf(const char *path, struct fuse_bufvec **bufp, size_t size,
     uint64_t len = f->meta.size - (uint64_t)off;
     if (len > size)
         len = size;
-    uint64_t b0 = (uint64_t)off / f->meta.block_size;
-    uint64_t b1 = ((uint64_t)off + len - 1) / f->meta.block_size;
-    want_missing(f, b0, b1);
-    read_ahead(h, (uint64_t)off, len);
-    /* One deadline for the whole read: a read of many blocks still ends. */
-    uint64_t deadline = cascade_now_ms() + (uint64_t)m->timeout_ms;
-    for (uint64_t b = b0; b <= b1; b++) {
-        int rc = wait_for_block(m, h, b, deadline);
-        if (rc < 0)
-            return rc;
-    }
-    return reply_from_store(m, f, (uint64_t)off, len, bv);
+    int rc = fetch_for_read(m, h, (uint64_t)off, len);
+    if (rc < 0)
+        return rc;
+    return reply_from_store(m, h, (uint64_t)off, len, bv);
 }
 
 /* ---- status --------------------------------------------------------------- */

@@ -5,10 +5,11 @@
  * and sizes come from the .cascade files alone, so listing and stat never
  * touch the network. Everything that would write answers EROFS.
  *
- * A read maps to blocks: held blocks come from the store, missing ones are
- * wanted URGENT from the file's fetcher and waited for (until the mount's
- * timeout, then EIO). Each open handle detects sequential reading and asks
- * for a growing read-ahead window at FETCH_PREFETCH (see readahead.h). */
+ * A read goes down once and comes back once: it asks the peer node for its
+ * byte range (missing blocks wanted urgently, the handle's read-ahead
+ * window as prefetch; see readahead.h), waits once until the mount's
+ * timeout, then replies from the store. An open handle keeps its file's
+ * store open (a node pin) until release. */
 #ifndef FS_OPS_H
 #define FS_OPS_H
 
@@ -21,24 +22,22 @@
 
 #include "cascade/meta.h"
 #include "cascade/store.h"
-#include "net/block_server.h"
-#include "net/fetcher.h"
+#include "net/node.h"
 
-/* One mounted file. meta, name and mtime are set before mounting; store and
- * fetcher once the process runs in the background. */
+/* One mounted file. meta, name and mtime are set before mounting; nf once
+ * the process runs in the background. */
 struct fs_file {
     char *cascade_path;            /* where the .cascade file was read */
     struct cascade_meta meta;      /* meta.name is the name in the mount */
     char hash_hex[CASCADE_HEX_LEN];
     time_t mtime;                  /* of the .cascade file */
-    struct cascade_store *store;
-    struct fetcher *fetcher;
+    struct node_file *nf;          /* its place in the node */
 };
 
 struct fs_mount {
     struct fs_file *files;         /* sorted by name (bsearch) */
     size_t n_files;
-    struct block_server *server;   /* serves every store; NULL until started */
+    struct peer_node *node;        /* fetches and serves every file; NULL until started */
     struct sockaddr_in server_addr;/* the address it really listens on */
     int timeout_ms;                /* how long a read waits for a block */
     uint64_t readahead_blocks;     /* first read-ahead window */

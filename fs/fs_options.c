@@ -24,6 +24,7 @@ static const struct fuse_opt fs_opt_table[] = {
     FS_OPT("timeout=%u", timeout, 0),
     FS_OPT("fill", fill, 1),
     FS_OPT("nosplice", nosplice, 1),
+    FS_OPT("stack", stack, 1),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -54,6 +55,8 @@ void fs_options_usage(const char *prog, FILE *out)
         "                           splicing them from the data file (slower)\n"
         "    -o timeout=SECONDS     a read waits this long for its blocks, then\n"
         "                           fails with EIO (default %d)\n"
+        "    -o stack               mount even where a cascadefs mount already is\n"
+        "                           (refused by default: unmount that one first)\n"
         "    -f                     stay in the foreground (log to stderr)\n"
         "    -d                     debug: foreground, log each fetch and serve\n"
         "    -s                     single-threaded\n"

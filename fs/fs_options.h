@@ -32,6 +32,7 @@ struct fs_options {
     unsigned timeout;       /* -o timeout=SECONDS: a read waits this long, then EIO */
     int fill;               /* -o fill: fetch every block in the background */
     int nosplice;           /* -o nosplice: copy read replies through memory */
+    int stack;              /* -o stack: mount even on top of a cascadefs mount */
     int show_help;
     int show_version;
 

@@ -16,7 +16,10 @@ static const char *const file_attrs[] = {
     STATUS_XATTR_PEERS_CONNECTED, STATUS_XATTR_BYTES_FETCHED, STATUS_XATTR_BYTES_SERVED,
     STATUS_XATTR_MAP,
 };
-static const char *const root_attrs[] = { STATUS_XATTR_FILES, STATUS_XATTR_SERVER };
+static const char *const root_attrs[] = {
+    STATUS_XATTR_FILES, STATUS_XATTR_SERVER, STATUS_XATTR_BUFFERS, STATUS_XATTR_BUFFERS_PEAK,
+    STATUS_XATTR_BUFFERS_LIMIT, STATUS_XATTR_TABLES, STATUS_XATTR_STORES_OPEN,
+};
 
 #define N_ITEMS(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -48,7 +51,7 @@ static int xattr_map(struct fs_file *f, char *value, size_t size)
     char *text = malloc((size_t)cols + 1);
     int rc = -ENOMEM;
     if (bits && text) {
-        cascade_store_held_map(f->store, bits);
+        node_file_held_map(f->nf, bits);
         for (uint64_t c = 0; c < cols; c++)
             text[c] = map_char(bits, c * n / cols, (c + 1) * n / cols);
         rc = xattr_reply(text, (size_t)cols, value, size);
@@ -59,15 +62,11 @@ static int xattr_map(struct fs_file *f, char *value, size_t size)
 }
 
 /* Every numeric or short text attribute of a file into text. */
-static int file_attr_text(struct fs_mount *m, struct fs_file *f, const char *attr,
-                          char *text, size_t textlen)
+static int file_attr_text(struct fs_file *f, const char *attr, char *text, size_t textlen)
 {
-    struct fetcher_stats fs = {0};
-    struct block_server_stats ss = {0};
-    if (f->fetcher)
-        fetcher_get_stats(f->fetcher, &fs);
-    if (m->server)
-        block_server_get_stats(m->server, f->meta.cascade_hash, &ss);
+    struct node_file_stats fs = {0};
+    if (f->nf)
+        node_file_get_stats(f->nf, &fs);
     uint64_t v;
     if (!strcmp(attr, STATUS_XATTR_CASCADE_HASH))
         return snprintf(text, textlen, "%s", f->hash_hex);
@@ -78,7 +77,7 @@ static int file_attr_text(struct fs_mount *m, struct fs_file *f, const char *att
     else if (!strcmp(attr, STATUS_XATTR_BLOCKS_TOTAL))
         v = f->meta.block_count;
     else if (!strcmp(attr, STATUS_XATTR_BLOCKS_HELD))
-        v = f->store ? cascade_store_held_count(f->store) : 0;
+        v = fs.blocks_held;
     else if (!strcmp(attr, STATUS_XATTR_PEERS_KNOWN))
         v = fs.peers_known;
     else if (!strcmp(attr, STATUS_XATTR_PEERS_CONNECTED))
@@ -86,7 +85,7 @@ static int file_attr_text(struct fs_mount *m, struct fs_file *f, const char *att
     else if (!strcmp(attr, STATUS_XATTR_BYTES_FETCHED))
         v = fs.bytes_fetched;
     else if (!strcmp(attr, STATUS_XATTR_BYTES_SERVED))
-        v = ss.bytes_served;
+        v = fs.bytes_served;
     else
         return -ENODATA;
     return snprintf(text, textlen, "%" PRIu64, v);
@@ -100,7 +99,24 @@ static int root_attr_text(struct fs_mount *m, const char *attr, char *text, size
         sock_format_addr(&m->server_addr, text, textlen);
         return (int)strlen(text);
     }
-    return -ENODATA;
+    if (!m->node)
+        return -ENODATA;
+    struct node_stats ns;
+    node_get_stats(m->node, &ns);
+    size_t v;
+    if (!strcmp(attr, STATUS_XATTR_BUFFERS))
+        v = ns.buffer_bytes;
+    else if (!strcmp(attr, STATUS_XATTR_BUFFERS_PEAK))
+        v = ns.buffer_bytes_peak;
+    else if (!strcmp(attr, STATUS_XATTR_BUFFERS_LIMIT))
+        v = ns.buffer_limit;
+    else if (!strcmp(attr, STATUS_XATTR_TABLES))
+        v = ns.table_bytes;
+    else if (!strcmp(attr, STATUS_XATTR_STORES_OPEN))
+        v = ns.stores_open;
+    else
+        return -ENODATA;
+    return snprintf(text, textlen, "%zu", v);
 }
 
 int fs_xattr_get(struct fs_mount *m, struct fs_file *f, const char *name,
@@ -111,9 +127,9 @@ int fs_xattr_get(struct fs_mount *m, struct fs_file *f, const char *name,
         return -ENODATA;
     const char *attr = name + plen;
     if (f && !strcmp(attr, STATUS_XATTR_MAP))
-        return f->store ? xattr_map(f, value, size) : -ENODATA;
+        return f->nf ? xattr_map(f, value, size) : -ENODATA;
     char text[CASCADE_HEX_LEN + 32];
-    int len = f ? file_attr_text(m, f, attr, text, sizeof text)
+    int len = f ? file_attr_text(f, attr, text, sizeof text)
                 : root_attr_text(m, attr, text, sizeof text);
     if (len < 0)
         return len;

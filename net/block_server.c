@@ -8,14 +8,32 @@
  * memory per connection is fixed (struct conn), and a client that stops
  * reading only stalls its own connection.
  *
- * Stores live in a table of served_file entries under srv->lock. An entry
- * carries its own duplicate of the store's data descriptor and is reference
- * counted: the table holds one reference and a connection in the middle of
- * sending one of its blocks holds another. The store itself is touched only
- * under srv->lock while its entry is in the table, so once
- * block_server_remove_store returns the caller may close the store.
+ * A request is resolved through the source (block_server.h): acquire pins
+ * the file and its store; a connection keeps the pin while the block's
+ * bytes go out, then releases it, so the store cannot close under sendfile.
+ * Status answers release at once.
  *
- * Lock order: srv->lock, then the store's own locks (cascade_store_has). */
+ * Who keeps a slot. A connection waiting for a request (READING) sits on
+ * two lists ordered by when that wait began (the accept, or its previous
+ * answer fully sent): all waiters, and the waiters from its address. The
+ * head of a list has been slowest to ask. A newcomer over the address cap
+ * takes the slot of its own address's head, over the global cap the slot
+ * of the global head; a head is read once more first and, if its request
+ * was there after all, answered and skipped. SENDING connections are on
+ * neither list, so a slow reader is never shed, only one that makes no
+ * progress for the idle timeout. With nobody to shed, the newcomer is
+ * closed at once. Out of descriptors (EMFILE), a spare one (/dev/null) is
+ * given up to accept the newcomer, which then takes the global head's slot
+ * and descriptor, or is closed at once: the listening socket never stays
+ * readable with nothing done (no spin), and the client hears "no" at once.
+ *
+ * Deadlines (a sweep every tick): a request must be whole within
+ * request_timeout of its first byte (the first request: of the accept), so
+ * a trickle of bytes keeps nothing alive; a waiter with nothing of its next
+ * request gets the idle timeout. The next request is read only once the
+ * answer is out, so a pipelining client's requests are never timed while
+ * we send to it.
+ */
 #include "net/block_server.h"
 
 #include <errno.h>
@@ -27,11 +45,14 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -43,32 +64,45 @@
 #include "net/wire.h"
 
 #define BS_DEFAULT_IDLE_MS 60000
+#define BS_DEFAULT_REQUEST_MS 10000
 #define BS_DEFAULT_MAX_CONNECTIONS 4096
+#define BS_DEFAULT_MAX_PER_ADDRESS 64
 #define BS_LISTEN_BACKLOG 4096          /* the kernel clamps it to somaxconn */
 #define BS_MAX_EVENTS 256
 #define BS_ANSWERS_PER_TURN 16          /* then let other connections run */
 #define BS_ACCEPTS_PER_TURN 64
 #define BS_SEND_BUDGET (4u << 20)       /* block bytes per connection per turn */
 #define BS_MESSAGE_MAX 128              /* status message text, bytes */
-#define BS_TICK_MAX_MS 1000             /* idle sweep at least this often */
+#define BS_TICK_MAX_MS 1000             /* deadline sweep at least this often */
+#define BS_SHED_TRIES 8                 /* heads read (and skipped if they asked) per newcomer */
+#define BS_REPORT_MS 10000              /* at most one warning about shedding per this */
 
-/* One file being served; see the comment at the top for its lifetime. */
-struct served_file {
-    uint8_t hash[CASCADE_HASH_LEN];
-    struct cascade_store *store;        /* only under srv->lock, while in the table */
-    int data_fd;                        /* our own duplicate, read-only use */
-    atomic_uint refs;
-    atomic_uint_fast64_t bytes_served;
-    atomic_uint_fast64_t blocks_served;
+/* A node of a circular doubly-linked list; a list is a node of its own. */
+struct bs_link {
+    struct bs_link *prev, *next;
+};
+
+/* One source address (IPv4): how many slots it holds, and its waiters. */
+struct bs_addr {
+    in_addr_t ip;                       /* network order */
+    uint32_t count;                     /* its connections, and a newcomer being admitted */
+    struct bs_addr *next;               /* hash chain */
+    struct bs_link waiting;             /* its connections waiting for a request, oldest first */
 };
 
 /* One client connection; only the loop thread touches it. */
 struct conn {
     int fd;
     struct sockaddr_in peer;
-    uint64_t last_active_ms;            /* last read or write progress */
+    struct bs_addr *addr;               /* its source address (holds a count) */
     uint32_t events;                    /* epoll mask currently registered */
-    struct conn *prev, *next;
+    bool dead;                          /* closed; freed once this batch of events is done */
+    struct bs_link all;                 /* srv->conns, then srv->dead */
+    struct bs_link wait, addr_wait;     /* srv->waiting, addr->waiting: while READING */
+    uint64_t wait_ms;                   /* the current wait for a request began */
+    uint64_t req_ms;                    /* the current request's clock started; 0: not yet */
+    uint64_t send_ms;                   /* last send progress */
+    uint64_t requests;                  /* read whole so far */
 
     uint8_t req[WIRE_PEER_REQUEST_LEN];
     size_t req_len;
@@ -77,160 +111,181 @@ struct conn {
     bool close_after;                   /* status 1, 3, 4 */
     uint8_t head[WIRE_PEER_ANSWER_HEADER_LEN + BS_MESSAGE_MAX];
     size_t head_len, head_sent;
-    struct served_file *file;           /* set (with a reference) while block bytes remain */
-    uint64_t block, block_len, file_off, file_left;
+    void *file;                         /* pinned (acquired) while block bytes remain */
+    struct cascade_store *store;        /* its store, pinned with it */
+    uint64_t block, block_len, file_off, file_left, file_sent;
 };
 
 struct block_server {
     int listen_fd, epoll_fd, wake_fd;
+    int spare_fd;                       /* given up to refuse a newcomer when out of descriptors */
     struct sockaddr_in addr;
-    int idle_timeout_ms, max_connections, tick_ms;
+    int idle_timeout_ms, request_timeout_ms, max_connections, max_per_address, tick_ms;
+    struct block_server_source source;
     pthread_t thread;
 
     /* Loop thread only. */
-    struct conn *conns;
+    struct bs_link conns;               /* every open connection */
+    struct bs_link waiting;             /* READING ones, longest waiting first */
+    struct bs_link dead;                /* closed in this batch of events */
     size_t nconns;
+    struct bs_addr **addrs;             /* hash table of source addresses */
+    uint32_t addr_mask, addr_seed;
     bool accept_paused;                 /* out of descriptors: retry on the next tick */
-
-    pthread_mutex_t lock;               /* guards files, nfiles, files_cap */
-    struct served_file **files;
-    size_t nfiles, files_cap;
+    struct {                            /* since the last warning */
+        uint64_t shed, refused, timed_out, paused;
+    } recent;
+    uint64_t report_ms;
 
     atomic_uint_fast64_t bytes_served, blocks_served;
     atomic_uint_fast64_t connections_open, connections_total;
+    atomic_uint_fast64_t connections_shed, connections_refused, requests_timed_out;
 };
 
-/* ---- served files ---- */
+#define CONN_OF(link, member) ((struct conn *)((char *)(link) - offsetof(struct conn, member)))
 
-static void served_file_ref(struct served_file *f)
+/* ---- lists ---- */
+
+static void link_init(struct bs_link *l)
 {
-    atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+    l->prev = l->next = l;
 }
 
-static void served_file_unref(struct served_file *f)
+static bool link_linked(const struct bs_link *l)
 {
-    if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
+    return l->next != l;
+}
+
+static void link_append(struct bs_link *list, struct bs_link *l)
+{
+    l->prev = list->prev;
+    l->next = list;
+    list->prev->next = l;
+    list->prev = l;
+}
+
+static void link_remove(struct bs_link *l)
+{
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    link_init(l);
+}
+
+/* ---- source addresses ---- */
+
+static uint32_t addr_bucket(const struct block_server *srv, in_addr_t ip)
+{
+    uint32_t h = (uint32_t)ip ^ srv->addr_seed;   /* MurmurHash3's finaliser */
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
+    return h & srv->addr_mask;
+}
+
+/* ip's entry with its count raised by one (created at need); NULL when
+ * out of memory. */
+static struct bs_addr *addr_ref(struct block_server *srv, in_addr_t ip)
+{
+    struct bs_addr **slot = &srv->addrs[addr_bucket(srv, ip)];
+    for (struct bs_addr *a = *slot; a; a = a->next) {
+        if (a->ip == ip) {
+            a->count++;
+            return a;
+        }
+    }
+    struct bs_addr *a = calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    a->ip = ip;
+    a->count = 1;
+    link_init(&a->waiting);
+    a->next = *slot;
+    *slot = a;
+    return a;
+}
+
+static void addr_unref(struct block_server *srv, struct bs_addr *a)
+{
+    if (--a->count > 0)
         return;
-    close(f->data_fd);
-    free(f);
+    struct bs_addr **p = &srv->addrs[addr_bucket(srv, a->ip)];
+    while (*p != a)
+        p = &(*p)->next;
+    *p = a->next;
+    free(a);
 }
 
-static struct served_file *files_find_locked(struct block_server *srv, const uint8_t *hash)
+/* A table with at least one bucket per possible address entry. */
+static int addr_table_init(struct block_server *srv)
 {
-    for (size_t i = 0; i < srv->nfiles; i++)
-        if (memcmp(srv->files[i]->hash, hash, CASCADE_HASH_LEN) == 0)
-            return srv->files[i];
-    return NULL;
-}
-
-static int files_grow_locked(struct block_server *srv)
-{
-    if (srv->nfiles < srv->files_cap)
-        return 0;
-    size_t cap = srv->files_cap ? 2 * srv->files_cap : 8;
-    struct served_file **files = realloc(srv->files, cap * sizeof *files);
-    if (!files)
+    uint32_t n = 64;
+    while (n < (uint32_t)srv->max_connections + 1 && n < (1u << 20))
+        n *= 2;
+    srv->addrs = calloc(n, sizeof *srv->addrs);
+    if (!srv->addrs)
         return -1;
-    srv->files = files;
-    srv->files_cap = cap;
+    srv->addr_mask = n - 1;
+    if (getrandom(&srv->addr_seed, sizeof srv->addr_seed, GRND_NONBLOCK) != sizeof srv->addr_seed)
+        srv->addr_seed = (uint32_t)cascade_now_ms() ^ (uint32_t)getpid();
     return 0;
 }
 
-int block_server_add_store(struct block_server *srv, struct cascade_store *st)
+/* ---- pins ---- */
+
+/* Give back the pin of the block being sent (or abandoned). */
+static void conn_unpin(struct block_server *srv, struct conn *c)
 {
-    const uint8_t *hash = cascade_store_meta(st)->cascade_hash;
-    struct served_file *f = calloc(1, sizeof *f);
-    if (!f)
-        return -1;
-    f->data_fd = fcntl(cascade_store_data_fd(st), F_DUPFD_CLOEXEC, 0);
-    if (f->data_fd < 0) {
-        log_warn("block server: cannot duplicate the data descriptor: %s", strerror(errno));
-        free(f);
-        return -1;
-    }
-    memcpy(f->hash, hash, CASCADE_HASH_LEN);
-    f->store = st;
-    atomic_init(&f->refs, 1);
-    atomic_init(&f->bytes_served, 0);
-    atomic_init(&f->blocks_served, 0);
-
-    pthread_mutex_lock(&srv->lock);
-    int rc = -1;
-    if (!files_find_locked(srv, hash) && files_grow_locked(srv) == 0) {
-        srv->files[srv->nfiles++] = f;
-        rc = 0;
-    }
-    pthread_mutex_unlock(&srv->lock);
-    if (rc < 0)
-        served_file_unref(f);
-    return rc;
-}
-
-void block_server_remove_store(struct block_server *srv, struct cascade_store *st)
-{
-    struct served_file *found = NULL;
-    pthread_mutex_lock(&srv->lock);
-    for (size_t i = 0; i < srv->nfiles; i++) {
-        if (srv->files[i]->store == st) {
-            found = srv->files[i];
-            srv->files[i] = srv->files[--srv->nfiles];
-            break;
-        }
-    }
-    pthread_mutex_unlock(&srv->lock);
-    if (found)
-        served_file_unref(found);   /* connections still sending keep it alive */
-}
-
-/* What a request resolves to; file (with a reference taken) only for status 0. */
-struct block_lookup {
-    uint8_t status;
-    struct served_file *file;
-    uint64_t offset, len, block_count;
-};
-
-static void server_lookup(struct block_server *srv, const struct wire_peer_request *req,
-                          struct block_lookup *out)
-{
-    memset(out, 0, sizeof *out);
-    pthread_mutex_lock(&srv->lock);
-    struct served_file *f = files_find_locked(srv, req->hash);
-    if (!f) {
-        out->status = WIRE_STATUS_UNKNOWN_HASH;
-    } else {
-        const struct cascade_meta *m = cascade_store_meta(f->store);
-        out->block_count = m->block_count;
-        if (req->block >= m->block_count) {
-            out->status = WIRE_STATUS_OUT_OF_RANGE;
-        } else if (!cascade_store_has(f->store, req->block)) {
-            out->status = WIRE_STATUS_NOT_PRESENT;
-        } else {
-            out->status = WIRE_STATUS_OK;
-            out->offset = cascade_meta_block_offset(m, req->block);
-            out->len = cascade_meta_block_len(m, req->block);
-            served_file_ref(f);
-            out->file = f;
-        }
-    }
-    pthread_mutex_unlock(&srv->lock);
+    if (!c->file)
+        return;
+    srv->source.release(srv->source.ctx, c->file, c->file_sent);
+    c->file = NULL;
+    c->store = NULL;
 }
 
 /* ---- connections ---- */
 
+/* c starts waiting for a request: it becomes the newest waiter. */
+static void conn_wait(struct block_server *srv, struct conn *c, uint64_t now)
+{
+    c->wait_ms = now;
+    link_append(&srv->waiting, &c->wait);
+    link_append(&c->addr->waiting, &c->addr_wait);
+}
+
+static void conn_unwait(struct conn *c)
+{
+    if (!link_linked(&c->wait))
+        return;
+    link_remove(&c->wait);
+    link_remove(&c->addr_wait);
+}
+
+/* Close c now; its memory waits in srv->dead until the events of this
+ * batch (which may still name it) are done. */
 static void conn_close(struct block_server *srv, struct conn *c)
 {
     close(c->fd);   /* also drops it from the epoll set */
-    if (c->file)
-        served_file_unref(c->file);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    c->fd = -1;
+    c->dead = true;
+    conn_unpin(srv, c);
+    conn_unwait(c);
+    addr_unref(srv, c->addr);
+    c->addr = NULL;
+    link_remove(&c->all);
+    link_append(&srv->dead, &c->all);
     srv->nconns--;
     atomic_fetch_sub_explicit(&srv->connections_open, 1, memory_order_relaxed);
-    free(c);
+}
+
+static void server_free_dead(struct block_server *srv)
+{
+    while (link_linked(&srv->dead)) {
+        struct conn *c = CONN_OF(srv->dead.next, all);
+        link_remove(&c->all);
+        free(c);
+    }
 }
 
 static void conn_debug(const struct conn *c, const char *fmt, ...)
@@ -263,12 +318,15 @@ static int conn_want(struct block_server *srv, struct conn *c, uint32_t events)
     return 0;
 }
 
-static void conn_open(struct block_server *srv, int fd, const struct sockaddr_in *peer)
+/* Give fd a slot; it holds a (the newcomer's count) from now on. */
+static void conn_open(struct block_server *srv, int fd, const struct sockaddr_in *peer,
+                      struct bs_addr *a)
 {
     struct conn *c = calloc(1, sizeof *c);
     if (!c) {
         log_warn("block server: out of memory for a connection");
         close(fd);
+        addr_unref(srv, a);
         return;
     }
     int one = 1;
@@ -276,19 +334,21 @@ static void conn_open(struct block_server *srv, int fd, const struct sockaddr_in
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->fd = fd;
     c->peer = *peer;
-    c->last_active_ms = cascade_now_ms();
+    c->addr = a;
     c->events = EPOLLIN;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         log_warn("block server: epoll_ctl: %s", strerror(errno));
         close(fd);
+        addr_unref(srv, a);
         free(c);
         return;
     }
-    c->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = c;
-    srv->conns = c;
+    link_init(&c->wait);
+    link_init(&c->addr_wait);
+    link_append(&srv->conns, &c->all);
+    c->req_ms = cascade_now_ms();   /* the first request is timed from the accept */
+    conn_wait(srv, c, c->req_ms);
     srv->nconns++;
     atomic_fetch_add_explicit(&srv->connections_open, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&srv->connections_total, 1, memory_order_relaxed);
@@ -321,35 +381,43 @@ static void conn_answer(struct block_server *srv, struct conn *c)
     struct wire_peer_request req;
     char why[96];
     c->req_len = 0;
+    c->req_ms = 0;
+    c->send_ms = cascade_now_ms();
     if (wire_decode_peer_request(c->req, &req, why, sizeof why) < 0) {
         conn_set_message(c, WIRE_STATUS_BAD_REQUEST, "%s", why);   /* "bad request: ..." */
         return;
     }
-    struct block_lookup look;
-    server_lookup(srv, &req, &look);
-    switch (look.status) {
-    case WIRE_STATUS_UNKNOWN_HASH:
-        conn_set_message(c, look.status, "unknown cascade hash");
+    struct cascade_store *st = NULL;
+    uint64_t count = 0;
+    void *file = srv->source.acquire(srv->source.ctx, req.hash, &st, &count);
+    if (!file) {
+        conn_set_message(c, WIRE_STATUS_UNKNOWN_HASH, "unknown cascade hash");
         return;
-    case WIRE_STATUS_OUT_OF_RANGE:
-        conn_set_message(c, look.status, "block %" PRIu64 " out of range (%" PRIu64 " blocks)",
-                         req.block, look.block_count);
-        return;
-    case WIRE_STATUS_NOT_PRESENT:
-        conn_set_message(c, look.status, "block %" PRIu64 " not present", req.block);
-        return;
-    default:
-        break;
     }
-    wire_encode_peer_answer_header(WIRE_STATUS_OK, look.len, c->head);
+    if (req.block >= count) {
+        srv->source.release(srv->source.ctx, file, 0);
+        conn_set_message(c, WIRE_STATUS_OUT_OF_RANGE,
+                         "block %" PRIu64 " out of range (%" PRIu64 " blocks)", req.block, count);
+        return;
+    }
+    if (!st || !cascade_store_has(st, req.block)) {
+        srv->source.release(srv->source.ctx, file, 0);
+        conn_set_message(c, WIRE_STATUS_NOT_PRESENT, "block %" PRIu64 " not present", req.block);
+        return;
+    }
+    const struct cascade_meta *m = cascade_store_meta(st);
+    uint64_t len = cascade_meta_block_len(m, req.block);
+    wire_encode_peer_answer_header(WIRE_STATUS_OK, len, c->head);
     c->head_len = WIRE_PEER_ANSWER_HEADER_LEN;
     c->head_sent = 0;
     c->close_after = false;
-    c->file = look.file;
+    c->file = file;
+    c->store = st;
     c->block = req.block;
-    c->block_len = look.len;
-    c->file_off = look.offset;
-    c->file_left = look.len;
+    c->block_len = len;
+    c->file_off = cascade_meta_block_offset(m, req.block);
+    c->file_left = len;
+    c->file_sent = 0;
     c->sending = true;
 }
 
@@ -368,15 +436,13 @@ static void drain_sigpipe(void)
 static void conn_finish_block(struct block_server *srv, struct conn *c)
 {
     atomic_fetch_add_explicit(&srv->blocks_served, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&c->file->blocks_served, 1, memory_order_relaxed);
     if (cascade_log_enabled(CASCADE_LOG_DEBUG)) {
         char hex[CASCADE_HEX_LEN];
-        cascade_hex(c->file->hash, CASCADE_HASH_LEN, hex);
+        cascade_hex(cascade_store_meta(c->store)->cascade_hash, CASCADE_HASH_LEN, hex);
         conn_debug(c, "served block %" PRIu64 " (%" PRIu64 " bytes) of %.16s",
                    c->block, c->block_len, hex);
     }
-    served_file_unref(c->file);
-    c->file = NULL;
+    conn_unpin(srv, c);
 }
 
 /* Send the block bytes: 1 done, 0 would block (or budget used), -1 error. */
@@ -392,7 +458,7 @@ static int conn_send_block(struct block_server *srv, struct conn *c)
         }
         off_t off = (off_t)c->file_off;
         size_t chunk = c->file_left < budget ? (size_t)c->file_left : (size_t)budget;
-        ssize_t n = sendfile(c->fd, c->file->data_fd, &off, chunk);
+        ssize_t n = sendfile(c->fd, cascade_store_data_fd(c->store), &off, chunk);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -409,10 +475,10 @@ static int conn_send_block(struct block_server *srv, struct conn *c)
         }
         c->file_off += (uint64_t)n;
         c->file_left -= (uint64_t)n;
+        c->file_sent += (uint64_t)n;
         budget -= (uint64_t)n;
-        c->last_active_ms = cascade_now_ms();
+        c->send_ms = cascade_now_ms();
         atomic_fetch_add_explicit(&srv->bytes_served, (uint64_t)n, memory_order_relaxed);
-        atomic_fetch_add_explicit(&c->file->bytes_served, (uint64_t)n, memory_order_relaxed);
     }
     conn_finish_block(srv, c);
     return 1;
@@ -433,7 +499,7 @@ static int conn_send(struct block_server *srv, struct conn *c)
             return -1;
         }
         c->head_sent += (size_t)n;
-        c->last_active_ms = cascade_now_ms();
+        c->send_ms = cascade_now_ms();
     }
     if (c->file)
         return conn_send_block(srv, c);
@@ -460,8 +526,9 @@ static int conn_read(struct conn *c)
                 conn_debug(c, "closed");
             return -1;
         }
+        if (c->req_ms == 0)
+            c->req_ms = cascade_now_ms();   /* later requests: timed from their first byte */
         c->req_len += (size_t)n;
-        c->last_active_ms = cascade_now_ms();
     }
     return 1;
 }
@@ -487,6 +554,7 @@ static void conn_run(struct block_server *srv, struct conn *c)
                 conn_close(srv, c);
                 return;
             }
+            conn_wait(srv, c, cascade_now_ms());
         }
         int r = conn_read(c);
         if (r < 0) {
@@ -498,6 +566,8 @@ static void conn_run(struct block_server *srv, struct conn *c)
                 conn_close(srv, c);
             return;
         }
+        conn_unwait(c);
+        c->requests++;
         conn_answer(srv, c);
     }
     /* Budget used with an answer pending: level-triggered EPOLLOUT brings us back. */
@@ -507,6 +577,8 @@ static void conn_run(struct block_server *srv, struct conn *c)
 
 static void conn_on_event(struct block_server *srv, struct conn *c, uint32_t events)
 {
+    if (c->dead)
+        return;   /* shed earlier in this batch */
     if (events & EPOLLERR) {
         int soerr = 0;
         socklen_t len = sizeof soerr;
@@ -529,6 +601,97 @@ static void server_set_accepting(struct block_server *srv, bool on)
     srv->accept_paused = !on;
 }
 
+/* Count an event in the stats and in the next warning. */
+static void server_count(atomic_uint_fast64_t *total, uint64_t *recent)
+{
+    atomic_fetch_add_explicit(total, 1, memory_order_relaxed);
+    (*recent)++;
+}
+
+/* Make room by closing the head of a waiting list (link_off: which link of
+ * struct conn the list holds). The head is read once more first: if its
+ * request was there after all it is answered and the next head is tried.
+ * True when a connection went away. */
+static bool server_shed(struct block_server *srv, struct bs_link *list, size_t link_off)
+{
+    for (int i = 0; i < BS_SHED_TRIES && link_linked(list); i++) {
+        struct conn *c = (struct conn *)((char *)list->next - link_off);
+        size_t open = srv->nconns;
+        uint64_t requests = c->requests;
+        conn_run(srv, c);
+        if (srv->nconns < open)
+            return true;        /* it closed, or was answered with a closing status */
+        if (c->requests != requests)
+            continue;           /* it asked after all */
+        conn_debug(c, "waited longest for a request (%" PRIu64 " ms); shed to make room",
+                   cascade_now_ms() - c->wait_ms);
+        server_count(&srv->connections_shed, &srv->recent.shed);   /* before the peer can see it */
+        conn_close(srv, c);
+        return true;
+    }
+    return false;
+}
+
+static bool server_shed_any(struct block_server *srv)
+{
+    return server_shed(srv, &srv->waiting, offsetof(struct conn, wait));
+}
+
+/* A newcomer from an address at its cap may take only its own address's slots. */
+static bool server_shed_own(struct block_server *srv, struct bs_addr *a)
+{
+    return server_shed(srv, &a->waiting, offsetof(struct conn, addr_wait));
+}
+
+/* Give the accepted fd a slot if there is one, or one can be made. */
+static void server_admit(struct block_server *srv, int fd, const struct sockaddr_in *peer)
+{
+    struct bs_addr *a = addr_ref(srv, peer->sin_addr.s_addr);
+    bool room = a && (a->count <= (uint32_t)srv->max_per_address || server_shed_own(srv, a)) &&
+                (srv->nconns < (size_t)srv->max_connections || server_shed_any(srv));
+    if (room) {
+        conn_open(srv, fd, peer, a);
+        return;
+    }
+    if (cascade_log_enabled(CASCADE_LOG_DEBUG)) {
+        char name[SOCK_ADDRSTRLEN];
+        sock_format_addr(peer, name, sizeof name);
+        log_debug("block server: %s: no room (%zu open, %u from its address), refused",
+                  name, srv->nconns, a ? a->count - 1 : 0);
+    }
+    server_count(&srv->connections_refused, &srv->recent.refused);
+    close(fd);
+    if (a)
+        addr_unref(srv, a);
+}
+
+/* Out of descriptors (accept4 says so even with nobody pending): give up
+ * the spare descriptor to accept the newcomer, then make room by shedding
+ * the longest waiter, or else close the newcomer so it hears "no" at once
+ * and the listening socket does not stay readable. 1 took one, 0 nobody
+ * was pending, -1 no spare (or it was lost). */
+static int server_accept_on_spare(struct block_server *srv)
+{
+    if (srv->spare_fd < 0)
+        return -1;
+    close(srv->spare_fd);
+    struct sockaddr_in peer;
+    socklen_t len = sizeof peer;
+    int fd = accept4(srv->listen_fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int saved = errno;
+    bool room = fd >= 0 && server_shed_any(srv);
+    if (fd >= 0 && !room) {
+        server_count(&srv->connections_refused, &srv->recent.refused);
+        close(fd);
+    }
+    srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (room)
+        server_admit(srv, fd, &peer);
+    if (fd >= 0)
+        return srv->spare_fd >= 0 ? 1 : -1;
+    return saved == EAGAIN || saved == EWOULDBLOCK ? 0 : -1;
+}
+
 static void server_accept(struct block_server *srv)
 {
     for (int i = 0; i < BS_ACCEPTS_PER_TURN; i++) {
@@ -536,42 +699,109 @@ static void server_accept(struct block_server *srv)
         socklen_t len = sizeof peer;
         int fd = accept4(srv->listen_fd, (struct sockaddr *)&peer, &len,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            /* Out of descriptors or memory: the listening socket would stay
-             * readable and spin the loop, so stop accepting until the next tick. */
-            log_warn("block server: accept: %s; pausing new connections", strerror(errno));
-            server_set_accepting(srv, false);
-            return;
-        }
-        if (srv->nconns >= (size_t)srv->max_connections) {
-            log_debug("block server: %d connections open, refusing another",
-                      srv->max_connections);
-            close(fd);
+        if (fd >= 0) {
+            server_admit(srv, fd, &peer);
             continue;
         }
-        conn_open(srv, fd, &peer);
+        if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return;
+        if (errno == EMFILE || errno == ENFILE) {
+            int r = server_accept_on_spare(srv);
+            if (r > 0)
+                continue;
+            if (r == 0)
+                return;
+        }
+        /* Out of descriptors with no spare, or out of memory: the listening
+         * socket would stay readable and spin the loop, so stop accepting
+         * until the next tick. */
+        log_debug("block server: accept: %s; pausing new connections", strerror(errno));
+        srv->recent.paused++;
+        server_set_accepting(srv, false);
+        return;
     }
 }
 
-static void server_sweep_idle(struct block_server *srv, uint64_t now)
+/* When c's time is up; *request: it is the request deadline. */
+static uint64_t conn_deadline(const struct block_server *srv, const struct conn *c, bool *request)
 {
-    struct conn *next;
-    for (struct conn *c = srv->conns; c; c = next) {
-        next = c->next;
-        if (now - c->last_active_ms >= (uint64_t)srv->idle_timeout_ms) {
-            conn_debug(c, "idle for %d ms, closing", srv->idle_timeout_ms);
-            conn_close(srv, c);
-        }
+    *request = false;
+    if (c->sending)
+        return c->send_ms + (uint64_t)srv->idle_timeout_ms;
+    uint64_t at = UINT64_MAX;
+    if (c->req_len == 0)
+        at = c->wait_ms + (uint64_t)srv->idle_timeout_ms;
+    if (c->req_ms != 0 && c->req_ms + (uint64_t)srv->request_timeout_ms < at) {
+        at = c->req_ms + (uint64_t)srv->request_timeout_ms;
+        *request = true;
     }
+    return at;
+}
+
+static void server_sweep(struct block_server *srv, uint64_t now)
+{
+    struct bs_link *next;
+    for (struct bs_link *l = srv->conns.next; l != &srv->conns; l = next) {
+        next = l->next;
+        struct conn *c = CONN_OF(l, all);
+        bool request;
+        if (now < conn_deadline(srv, c, &request))
+            continue;
+        if (request) {
+            conn_debug(c, "request not whole (%zu of %d bytes) within %d ms, closing", c->req_len,
+                       WIRE_PEER_REQUEST_LEN, srv->request_timeout_ms);
+            server_count(&srv->requests_timed_out, &srv->recent.timed_out);
+        } else {
+            conn_debug(c, "%s for %d ms, closing", c->sending ? "answer stalled" : "idle",
+                       srv->idle_timeout_ms);
+        }
+        conn_close(srv, c);
+    }
+}
+
+/* Append ", <n> <what>" to a report line when n is not 0. */
+static void report_part(char *line, size_t len, uint64_t n, const char *what)
+{
+    size_t used = strlen(line);
+    if (n && used < len)
+        snprintf(line + used, len - used, "%s%" PRIu64 " %s", used ? ", " : "", n, what);
+}
+
+/* One warning every BS_REPORT_MS at most for what a flood makes us do. */
+static void server_report(struct block_server *srv, uint64_t now)
+{
+    if (now - srv->report_ms < BS_REPORT_MS)
+        return;
+    char line[256] = "";
+    report_part(line, sizeof line, srv->recent.shed, "waiting connection(s) shed to make room");
+    report_part(line, sizeof line, srv->recent.refused, "refused");
+    report_part(line, sizeof line, srv->recent.timed_out, "closed for a request not whole in time");
+    report_part(line, sizeof line, srv->recent.paused, "pause(s) out of descriptors");
+    if (!line[0])
+        return;
+    log_warn("block server: %s (%zu open; caps: %d in all, %d per address, requests within %d ms)",
+             line, srv->nconns, srv->max_connections, srv->max_per_address,
+             srv->request_timeout_ms);
+    memset(&srv->recent, 0, sizeof srv->recent);
+    srv->report_ms = now;
+}
+
+static void server_tick(struct block_server *srv, uint64_t now)
+{
+    server_sweep(srv, now);
+    server_report(srv, now);
+    if (srv->spare_fd < 0)
+        srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (srv->accept_paused)
+        server_set_accepting(srv, true);
 }
 
 static void *server_loop(void *arg)
 {
     struct block_server *srv = arg;
+    pthread_setname_np(pthread_self(), "cascade-serve");
     sigset_t pipe_set;
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
@@ -597,16 +827,17 @@ static void *server_loop(void *arg)
             else
                 conn_on_event(srv, p, events[i].events);
         }
+        server_free_dead(srv);
         now = cascade_now_ms();
         if (now >= next_tick) {
-            server_sweep_idle(srv, now);
-            if (srv->accept_paused)
-                server_set_accepting(srv, true);
+            server_tick(srv, now);
+            server_free_dead(srv);
             next_tick = now + (uint64_t)srv->tick_ms;
         }
     }
-    while (srv->conns)
-        conn_close(srv, srv->conns);
+    while (link_linked(&srv->conns))
+        conn_close(srv, CONN_OF(srv->conns.next, all));
+    server_free_dead(srv);
     return NULL;
 }
 
@@ -642,6 +873,11 @@ static int server_open_fds(struct block_server *srv, const struct sockaddr_in *l
         cascade_errf(err, errlen, "eventfd: %s", strerror(errno));
         return -1;
     }
+    srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (srv->spare_fd < 0) {
+        cascade_errf(err, errlen, "cannot reserve a descriptor (/dev/null): %s", strerror(errno));
+        return -1;
+    }
     if (epoll_add(srv->epoll_fd, srv->listen_fd, &srv->listen_fd, err, errlen) < 0 ||
         epoll_add(srv->epoll_fd, srv->wake_fd, &srv->wake_fd, err, errlen) < 0)
         return -1;
@@ -657,41 +893,89 @@ static void server_free(struct block_server *srv)
         close(srv->epoll_fd);
     if (srv->wake_fd >= 0)
         close(srv->wake_fd);
-    for (size_t i = 0; i < srv->nfiles; i++)
-        served_file_unref(srv->files[i]);
-    free(srv->files);
-    pthread_mutex_destroy(&srv->lock);
+    if (srv->spare_fd >= 0)
+        close(srv->spare_fd);
+    free(srv->addrs);
     free(srv);
+}
+
+/* Connections beyond what descriptors allow would only meet EMFILE, and
+ * starve the rest of the process (stores, fetches, FUSE): keep a quarter. */
+static void server_fit_fd_limit(struct block_server *srv)
+{
+    rlim_t limit = sock_raise_fd_limit();
+    if (limit == 0 || limit == RLIM_INFINITY)
+        return;
+    rlim_t room = limit - limit / 4;
+    if (room < 1)
+        room = 1;
+    if ((rlim_t)srv->max_connections <= room)
+        return;
+    log_warn("block server: the descriptor limit (%llu) allows %llu connections, not %d",
+             (unsigned long long)limit, (unsigned long long)room, srv->max_connections);
+    srv->max_connections = (int)room;
+}
+
+static int or_default(int v, int def)
+{
+    return v ? v : def;
+}
+
+static int server_configure(struct block_server *srv, const struct block_server_config *cfg,
+                            char *err, size_t errlen)
+{
+    if (cfg->idle_timeout_ms < 0 || cfg->request_timeout_ms < 0 || cfg->max_connections < 0 ||
+        cfg->max_per_address < 0) {
+        cascade_errf(err, errlen, "block server: negative timeout or connection limit");
+        return -1;
+    }
+    if (!cfg->source.acquire || !cfg->source.release) {
+        cascade_errf(err, errlen, "block server: no source of files to serve");
+        return -1;
+    }
+    srv->source = cfg->source;
+    srv->idle_timeout_ms = or_default(cfg->idle_timeout_ms, BS_DEFAULT_IDLE_MS);
+    srv->request_timeout_ms = or_default(cfg->request_timeout_ms, BS_DEFAULT_REQUEST_MS);
+    srv->max_connections = or_default(cfg->max_connections, BS_DEFAULT_MAX_CONNECTIONS);
+    srv->max_per_address = or_default(cfg->max_per_address, BS_DEFAULT_MAX_PER_ADDRESS);
+    server_fit_fd_limit(srv);
+    int shortest = srv->idle_timeout_ms < srv->request_timeout_ms ? srv->idle_timeout_ms
+                                                                   : srv->request_timeout_ms;
+    srv->tick_ms = shortest / 4;
+    if (srv->tick_ms > BS_TICK_MAX_MS)
+        srv->tick_ms = BS_TICK_MAX_MS;
+    if (srv->tick_ms < 10)
+        srv->tick_ms = 10;
+    if (addr_table_init(srv) < 0) {
+        cascade_errf(err, errlen, "block server: out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 int block_server_start(const struct block_server_config *cfg, struct block_server **out,
                        char *err, size_t errlen)
 {
     *out = NULL;
-    if (cfg->idle_timeout_ms < 0 || cfg->max_connections < 0) {
-        cascade_errf(err, errlen, "block server: negative idle timeout or connection limit");
-        return -1;
-    }
     struct block_server *srv = calloc(1, sizeof *srv);
     if (!srv) {
         cascade_errf(err, errlen, "block server: out of memory");
         return -1;
     }
-    srv->listen_fd = srv->epoll_fd = srv->wake_fd = -1;
-    srv->idle_timeout_ms = cfg->idle_timeout_ms ? cfg->idle_timeout_ms : BS_DEFAULT_IDLE_MS;
-    srv->max_connections = cfg->max_connections ? cfg->max_connections : BS_DEFAULT_MAX_CONNECTIONS;
-    srv->tick_ms = srv->idle_timeout_ms / 4;
-    if (srv->tick_ms > BS_TICK_MAX_MS)
-        srv->tick_ms = BS_TICK_MAX_MS;
-    if (srv->tick_ms < 10)
-        srv->tick_ms = 10;
-    pthread_mutex_init(&srv->lock, NULL);
+    srv->listen_fd = srv->epoll_fd = srv->wake_fd = srv->spare_fd = -1;
+    link_init(&srv->conns);
+    link_init(&srv->waiting);
+    link_init(&srv->dead);
     atomic_init(&srv->bytes_served, 0);
     atomic_init(&srv->blocks_served, 0);
     atomic_init(&srv->connections_open, 0);
     atomic_init(&srv->connections_total, 0);
+    atomic_init(&srv->connections_shed, 0);
+    atomic_init(&srv->connections_refused, 0);
+    atomic_init(&srv->requests_timed_out, 0);
 
-    if (server_open_fds(srv, &cfg->listen, err, errlen) < 0) {
+    if (server_configure(srv, cfg, err, errlen) < 0 ||
+        server_open_fds(srv, &cfg->listen, err, errlen) < 0) {
         server_free(srv);
         return -1;
     }
@@ -703,7 +987,8 @@ int block_server_start(const struct block_server_config *cfg, struct block_serve
     }
     char addr[SOCK_ADDRSTRLEN];
     sock_format_addr(&srv->addr, addr, sizeof addr);
-    log_info("block server listening on %s", addr);
+    log_info("block server listening on %s (at most %d connections, %d per address)", addr,
+             srv->max_connections, srv->max_per_address);
     *out = srv;
     return 0;
 }
@@ -713,24 +998,16 @@ void block_server_address(const struct block_server *srv, struct sockaddr_in *ou
     *out = srv->addr;
 }
 
-void block_server_get_stats(struct block_server *srv, const uint8_t *hash,
-                            struct block_server_stats *out)
+void block_server_get_stats(struct block_server *srv, struct block_server_stats *out)
 {
     memset(out, 0, sizeof *out);
-    if (!hash) {
-        out->bytes_served = atomic_load_explicit(&srv->bytes_served, memory_order_relaxed);
-        out->blocks_served = atomic_load_explicit(&srv->blocks_served, memory_order_relaxed);
-        out->connections_open = atomic_load_explicit(&srv->connections_open, memory_order_relaxed);
-        out->connections_total = atomic_load_explicit(&srv->connections_total, memory_order_relaxed);
-        return;
-    }
-    pthread_mutex_lock(&srv->lock);
-    struct served_file *f = files_find_locked(srv, hash);
-    if (f) {
-        out->bytes_served = atomic_load_explicit(&f->bytes_served, memory_order_relaxed);
-        out->blocks_served = atomic_load_explicit(&f->blocks_served, memory_order_relaxed);
-    }
-    pthread_mutex_unlock(&srv->lock);
+    out->bytes_served = atomic_load_explicit(&srv->bytes_served, memory_order_relaxed);
+    out->blocks_served = atomic_load_explicit(&srv->blocks_served, memory_order_relaxed);
+    out->connections_open = atomic_load_explicit(&srv->connections_open, memory_order_relaxed);
+    out->connections_total = atomic_load_explicit(&srv->connections_total, memory_order_relaxed);
+    out->connections_shed = atomic_load_explicit(&srv->connections_shed, memory_order_relaxed);
+    out->connections_refused = atomic_load_explicit(&srv->connections_refused, memory_order_relaxed);
+    out->requests_timed_out = atomic_load_explicit(&srv->requests_timed_out, memory_order_relaxed);
 }
 
 void block_server_stop(struct block_server *srv)

@@ -26,7 +26,7 @@ int peer_conn_open(struct peer_conn *pc, const struct sockaddr_in *addr, char *e
     pc->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (!pc->in || pc->fd < 0) {
         cascade_errf(err, errlen, "connect(%s): %s", a, pc->in ? strerror(errno) : "out of memory");
-        peer_conn_close(pc);
+        peer_conn_close(pc, NULL, NULL);
         return -1;
     }
     int one = 1;
@@ -40,21 +40,26 @@ int peer_conn_open(struct peer_conn *pc, const struct sockaddr_in *addr, char *e
     if (errno == EINPROGRESS)
         return 0;
     cascade_errf(err, errlen, "connect(%s): %s", a, strerror(errno));
-    peer_conn_close(pc);
+    peer_conn_close(pc, NULL, NULL);
     return -1;
 }
 
-void peer_conn_close(struct peer_conn *pc)
+void peer_conn_close(struct peer_conn *pc, uint8_t **leftover, size_t *leftover_cap)
 {
     if (pc->fd >= 0)
         close(pc->fd);
     pc->fd = -1;
+    if (leftover)
+        *leftover = NULL;
+    if (pc->body && pc->body_is_callers && leftover) {
+        *leftover = pc->body;
+        *leftover_cap = pc->body_cap;
+    } else {
+        free(pc->body);
+    }
     free(pc->out);
     free(pc->inflight);
-    free(pc->body);
-    free(pc->spare);
     free(pc->in);
-    pc->spare = NULL;
     pc->out = NULL;
     pc->inflight = NULL;
     pc->body = NULL;
@@ -80,11 +85,11 @@ int peer_conn_finish_connect(struct peer_conn *pc, char *err, size_t errlen)
     return 0;
 }
 
-static int inflight_push(struct peer_conn *pc, uint64_t block)
+static int inflight_push(struct peer_conn *pc, struct peer_request req)
 {
     if (pc->inflight_count == pc->inflight_cap) {
         size_t cap = pc->inflight_cap ? 2 * pc->inflight_cap : 8;
-        uint64_t *n = malloc(cap * sizeof *n);
+        struct peer_request *n = malloc(cap * sizeof *n);
         if (!n)
             return -1;
         for (size_t i = 0; i < pc->inflight_count; i++)
@@ -94,7 +99,7 @@ static int inflight_push(struct peer_conn *pc, uint64_t block)
         pc->inflight_cap = cap;
         pc->inflight_head = 0;
     }
-    pc->inflight[(pc->inflight_head + pc->inflight_count) % pc->inflight_cap] = block;
+    pc->inflight[(pc->inflight_head + pc->inflight_count) % pc->inflight_cap] = req;
     pc->inflight_count++;
     return 0;
 }
@@ -105,17 +110,27 @@ static void inflight_pop(struct peer_conn *pc)
     pc->inflight_count--;
 }
 
-size_t peer_conn_drain_inflight(struct peer_conn *pc, uint64_t *out)
+bool peer_conn_has_request(const struct peer_conn *pc, uint32_t file, uint64_t block)
+{
+    for (size_t i = 0; i < pc->inflight_count; i++) {
+        struct peer_request r = peer_conn_inflight_at(pc, i);
+        if (r.block == block && r.file == file)
+            return true;
+    }
+    return false;
+}
+
+size_t peer_conn_drain_inflight(struct peer_conn *pc, struct peer_request *out)
 {
     size_t n = pc->inflight_count;
     for (size_t i = 0; i < n; i++)
-        out[i] = pc->inflight[(pc->inflight_head + i) % pc->inflight_cap];
+        out[i] = peer_conn_inflight_at(pc, i);
     pc->inflight_count = 0;
     pc->inflight_head = 0;
     return n;
 }
 
-int peer_conn_queue_request(struct peer_conn *pc, uint64_t block,
+int peer_conn_queue_request(struct peer_conn *pc, uint32_t file, uint64_t block,
                             const uint8_t hash[CASCADE_HASH_LEN])
 {
     if (pc->out_off == pc->out_len)
@@ -130,7 +145,7 @@ int peer_conn_queue_request(struct peer_conn *pc, uint64_t block,
         pc->out = n;
         pc->out_cap = cap;
     }
-    if (inflight_push(pc, block) < 0)
+    if (inflight_push(pc, (struct peer_request){.file = file, .block = block}) < 0)
         return -1;
     struct wire_peer_request req = {.block = block};
     memcpy(req.hash, hash, CASCADE_HASH_LEN);
@@ -158,19 +173,21 @@ int peer_conn_flush(struct peer_conn *pc, char *err, size_t errlen)
     return 0;
 }
 
-/* A complete header: check it against the head request, set up the body. */
-static int start_body(struct peer_conn *pc, uint64_t (*expected_len)(void *, uint64_t),
-                      void *ctx, char *err, size_t errlen)
+/* A complete header: check it against the head request, set up the body.
+ * PEER_CONN_ENOBUF leaves the header in place for the next call. */
+static int start_body(struct peer_conn *pc, const struct peer_conn_hooks *hooks,
+                      char *err, size_t errlen)
 {
     wire_decode_peer_answer_header(pc->header, &pc->status, &pc->body_len);
     if (pc->inflight_count == 0) {
         cascade_errf(err, errlen, "answer (status %u) to a request never sent", pc->status);
         return PEER_CONN_EPROTO;
     }
-    uint64_t block = peer_conn_head(pc);
+    struct peer_request head = peer_conn_head(pc);
+    uint64_t block = head.block;
     size_t alloc;
     if (pc->status == WIRE_STATUS_OK) {
-        uint64_t want = expected_len(ctx, block);
+        uint64_t want = hooks->block_len(hooks->ctx, head.file, block);
         if (pc->body_len != want) {
             cascade_errf(err, errlen, "block %llu: answer of %llu bytes, the block has %llu",
                          (unsigned long long)block, (unsigned long long)pc->body_len,
@@ -191,13 +208,14 @@ static int start_body(struct peer_conn *pc, uint64_t (*expected_len)(void *, uin
                      pc->status);
         return PEER_CONN_EPROTO;
     }
-    if (pc->status == WIRE_STATUS_OK && pc->spare && pc->spare_cap >= alloc) {
-        pc->body = pc->spare;
-        pc->body_cap = pc->spare_cap;
-        pc->spare = NULL;
+    pc->body_is_callers = pc->status == WIRE_STATUS_OK;
+    if (pc->body_is_callers) {
+        pc->body = hooks->take_buffer(hooks->ctx, alloc, &pc->body_cap);
+        if (!pc->body)
+            return PEER_CONN_ENOBUF;
     } else {
-        pc->body = malloc(alloc ? alloc : 1);
-        pc->body_cap = alloc ? alloc : 1;
+        pc->body = malloc(alloc);
+        pc->body_cap = alloc;
     }
     if (!pc->body) {
         cascade_errf(err, errlen, "out of memory for a %zu-byte answer", alloc);
@@ -212,7 +230,9 @@ static int start_body(struct peer_conn *pc, uint64_t (*expected_len)(void *, uin
 static void finish_answer(struct peer_conn *pc, struct peer_answer *ans)
 {
     memset(ans, 0, sizeof *ans);
-    ans->block = peer_conn_head(pc);
+    struct peer_request head = peer_conn_head(pc);
+    ans->file = head.file;
+    ans->block = head.block;
     ans->status = pc->status;
     if (pc->status == WIRE_STATUS_OK) {
         ans->body = pc->body;
@@ -234,10 +254,18 @@ static void finish_answer(struct peer_conn *pc, struct peer_answer *ans)
 }
 
 /* Parse from the `in` buffer. 1: answer complete; 0: buffer used up. */
-static int parse_buffered(struct peer_conn *pc, uint64_t (*expected_len)(void *, uint64_t),
-                          void *ctx, struct peer_answer *ans, char *err, size_t errlen)
+static int parse_buffered(struct peer_conn *pc, const struct peer_conn_hooks *hooks,
+                          struct peer_answer *ans, char *err, size_t errlen)
 {
-    while (pc->in_off < pc->in_len || (pc->in_body && pc->body_have == pc->body_len)) {
+    for (;;) {
+        if (!pc->in_body && pc->header_have == WIRE_PEER_ANSWER_HEADER_LEN) {
+            int r = start_body(pc, hooks, err, errlen);   /* may wait for a buffer */
+            if (r < 0)
+                return r;
+            continue;
+        }
+        if (!(pc->in_off < pc->in_len || (pc->in_body && pc->body_have == pc->body_len)))
+            return 0;
         size_t avail = pc->in_len - pc->in_off;
         if (!pc->in_body) {
             size_t need = WIRE_PEER_ANSWER_HEADER_LEN - pc->header_have;
@@ -247,9 +275,6 @@ static int parse_buffered(struct peer_conn *pc, uint64_t (*expected_len)(void *,
             pc->in_off += n;
             if (pc->header_have < WIRE_PEER_ANSWER_HEADER_LEN)
                 return 0;
-            int r = start_body(pc, expected_len, ctx, err, errlen);
-            if (r < 0)
-                return r;
             continue;
         }
         uint64_t need = pc->body_len - pc->body_have;
@@ -262,14 +287,13 @@ static int parse_buffered(struct peer_conn *pc, uint64_t (*expected_len)(void *,
             return 1;
         }
     }
-    return 0;
 }
 
-int peer_conn_read_answer(struct peer_conn *pc, uint64_t (*expected_len)(void *, uint64_t),
-                          void *ctx, struct peer_answer *ans, char *err, size_t errlen)
+int peer_conn_read_answer(struct peer_conn *pc, const struct peer_conn_hooks *hooks,
+                          struct peer_answer *ans, char *err, size_t errlen)
 {
     for (;;) {
-        int r = parse_buffered(pc, expected_len, ctx, ans, err, errlen);
+        int r = parse_buffered(pc, hooks, ans, err, errlen);
         if (r != 0)
             return r;
         uint8_t *dst = pc->in;

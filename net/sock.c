@@ -11,9 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cascade/log.h"
 #include "cascade/util.h"
 
 void sock_make_addr(uint32_t ip, uint16_t port, struct sockaddr_in *out)
@@ -117,19 +119,41 @@ static int ms_left(uint64_t deadline)
     return now >= deadline ? 0 : (int)(deadline - now);
 }
 
-/* poll one fd for events until deadline; 1 ready, 0 timeout, -1 error. */
-static int wait_fd(int fd, short events, uint64_t deadline)
+/* poll one fd for events until deadline, or until cancel_fd (-1: none)
+ * is readable; 1 ready, 0 timeout, -1 error (errno ECANCELED: cancelled). */
+static int wait_fd(int fd, short events, uint64_t deadline, int cancel_fd)
 {
     for (;;) {
-        struct pollfd p = {.fd = fd, .events = events};
-        int rc = poll(&p, 1, ms_left(deadline));
+        struct pollfd p[2] = {{.fd = fd, .events = events},
+                              {.fd = cancel_fd, .events = POLLIN}};
+        int rc = poll(p, cancel_fd >= 0 ? 2 : 1, ms_left(deadline));
         if (rc < 0 && errno == EINTR)
             continue;
+        if (rc > 0 && cancel_fd >= 0 && p[1].revents) {
+            errno = ECANCELED;
+            return -1;
+        }
         return rc < 0 ? -1 : rc;
     }
 }
 
 int sock_connect(const struct sockaddr_in *addr, int timeout_ms, char *err, size_t errlen)
+{
+    return sock_connect_cancelable(addr, timeout_ms, -1, err, errlen);
+}
+
+int sock_read_full(int fd, void *buf, size_t len, int timeout_ms, char *err, size_t errlen)
+{
+    return sock_read_full_cancelable(fd, buf, len, timeout_ms, -1, err, errlen);
+}
+
+int sock_write_full(int fd, const void *buf, size_t len, int timeout_ms, char *err, size_t errlen)
+{
+    return sock_write_full_cancelable(fd, buf, len, timeout_ms, -1, err, errlen);
+}
+
+int sock_connect_cancelable(const struct sockaddr_in *addr, int timeout_ms, int cancel_fd,
+                            char *err, size_t errlen)
 {
     char name[SOCK_ADDRSTRLEN];
     sock_format_addr(addr, name, sizeof name);
@@ -144,7 +168,7 @@ int sock_connect(const struct sockaddr_in *addr, int timeout_ms, char *err, size
             cascade_errf(err, errlen, "connect(%s): %s", name, strerror(errno));
             goto fail;
         }
-        int rc = wait_fd(fd, POLLOUT, deadline);
+        int rc = wait_fd(fd, POLLOUT, deadline, cancel_fd);
         if (rc <= 0) {
             cascade_errf(err, errlen, "connect(%s): %s", name,
                          rc == 0 ? "timed out" : strerror(errno));
@@ -169,12 +193,13 @@ fail:
     return -1;
 }
 
-int sock_read_full(int fd, void *buf, size_t len, int timeout_ms, char *err, size_t errlen)
+int sock_read_full_cancelable(int fd, void *buf, size_t len, int timeout_ms, int cancel_fd,
+                              char *err, size_t errlen)
 {
     uint8_t *p = buf;
     uint64_t deadline = cascade_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
     while (len > 0) {
-        int rc = wait_fd(fd, POLLIN, deadline);
+        int rc = wait_fd(fd, POLLIN, deadline, cancel_fd);
         if (rc == 0) {
             cascade_errf(err, errlen, "read timed out after %d ms", timeout_ms);
             return -1;
@@ -200,12 +225,13 @@ int sock_read_full(int fd, void *buf, size_t len, int timeout_ms, char *err, siz
     return 0;
 }
 
-int sock_write_full(int fd, const void *buf, size_t len, int timeout_ms, char *err, size_t errlen)
+int sock_write_full_cancelable(int fd, const void *buf, size_t len, int timeout_ms,
+                               int cancel_fd, char *err, size_t errlen)
 {
     const uint8_t *p = buf;
     uint64_t deadline = cascade_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
     while (len > 0) {
-        int rc = wait_fd(fd, POLLOUT, deadline);
+        int rc = wait_fd(fd, POLLOUT, deadline, cancel_fd);
         if (rc == 0) {
             cascade_errf(err, errlen, "write timed out after %d ms", timeout_ms);
             return -1;
@@ -256,4 +282,21 @@ int sock_local_addr(int fd, struct sockaddr_in *out)
 {
     socklen_t len = sizeof *out;
     return getsockname(fd, (struct sockaddr *)out, &len);
+}
+
+rlim_t sock_raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0;
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit want = {rl.rlim_max, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+            rl.rlim_cur = rl.rlim_max;
+        else
+            log_warn("cannot raise the descriptor limit from %llu to %llu: %s",
+                     (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+                     strerror(errno));
+    }
+    return rl.rlim_cur;
 }

@@ -7,6 +7,7 @@
 #define NET_SOCK_H
 
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,11 +31,26 @@ int sock_connect(const struct sockaddr_in *addr, int timeout_ms, char *err, size
 int sock_read_full(int fd, void *buf, size_t len, int timeout_ms, char *err, size_t errlen);
 int sock_write_full(int fd, const void *buf, size_t len, int timeout_ms, char *err, size_t errlen);
 
+/* The same three, also giving up (errno ECANCELED, "Operation canceled")
+ * as soon as cancel_fd (an eventfd or pipe; -1: none) is readable, so a
+ * thread blocked on a slow peer can be stopped at once. */
+int sock_connect_cancelable(const struct sockaddr_in *addr, int timeout_ms, int cancel_fd,
+                            char *err, size_t errlen);
+int sock_read_full_cancelable(int fd, void *buf, size_t len, int timeout_ms, int cancel_fd,
+                              char *err, size_t errlen);
+int sock_write_full_cancelable(int fd, const void *buf, size_t len, int timeout_ms,
+                               int cancel_fd, char *err, size_t errlen);
+
 /* socket+SO_REUSEADDR+bind+listen; returns the fd (blocking) or -1.
  * Port 0 picks a free port: read it back with sock_local_addr. */
 int sock_listen(const struct sockaddr_in *addr, int backlog, char *err, size_t errlen);
 int sock_local_addr(int fd, struct sockaddr_in *out);
 
 int sock_set_nonblocking(int fd);
+
+/* Raise the process's soft descriptor limit to its hard limit (the soft
+ * one is often 1024: a few idle clients' worth). Returns the limit in
+ * force, 0 if unknown. */
+rlim_t sock_raise_fd_limit(void);
 
 #endif

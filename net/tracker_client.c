@@ -11,11 +11,12 @@
 #include "net/sock.h"
 
 /* Reads an error message body (capped) into err. */
-static void read_refusal(int fd, uint32_t len, int timeout_ms, char *err, size_t errlen)
+static void read_refusal(int fd, uint32_t len, int timeout_ms, int cancel_fd,
+                         char *err, size_t errlen)
 {
     char msg[WIRE_MAX_ERROR_MESSAGE + 1];
     size_t take = len < WIRE_MAX_ERROR_MESSAGE ? len : WIRE_MAX_ERROR_MESSAGE;
-    if (sock_read_full(fd, msg, take, timeout_ms, NULL, 0) < 0)
+    if (sock_read_full_cancelable(fd, msg, take, timeout_ms, cancel_fd, NULL, 0) < 0)
         take = 0;
     msg[take] = '\0';
     for (size_t i = 0; i < take; i++)   /* keep logs one clean line */
@@ -24,8 +25,8 @@ static void read_refusal(int fd, uint32_t len, int timeout_ms, char *err, size_t
     cascade_errf(err, errlen, "tracker refused: %s", take ? msg : "(no message)");
 }
 
-static int read_peers(int fd, uint32_t body_len, int timeout_ms, struct wire_peer_record **peers,
-                      size_t *npeers, char *err, size_t errlen)
+static int read_peers(int fd, uint32_t body_len, int timeout_ms, int cancel_fd,
+                      struct wire_peer_record **peers, size_t *npeers, char *err, size_t errlen)
 {
     if (body_len % WIRE_PEER_RECORD_LEN != 0 ||
         body_len / WIRE_PEER_RECORD_LEN > WIRE_MAX_TRACKER_PEERS) {
@@ -43,7 +44,7 @@ static int read_peers(int fd, uint32_t body_len, int timeout_ms, struct wire_pee
         cascade_errf(err, errlen, "out of memory");
         return TRACKER_QUERY_ENET;
     }
-    if (sock_read_full(fd, raw, body_len, timeout_ms, err, errlen) < 0) {
+    if (sock_read_full_cancelable(fd, raw, body_len, timeout_ms, cancel_fd, err, errlen) < 0) {
         free(raw);
         free(recs);
         return TRACKER_QUERY_ENET;
@@ -61,11 +62,21 @@ int tracker_query(const struct sockaddr_in *tracker, enum wire_tracker_command c
                   int timeout_ms, struct wire_peer_record **peers, size_t *npeers,
                   struct sockaddr_in *local_out, char *err, size_t errlen)
 {
+    return tracker_query_cancelable(tracker, command, hash, my_ip, my_port, timeout_ms, -1,
+                                    peers, npeers, local_out, err, errlen);
+}
+
+int tracker_query_cancelable(const struct sockaddr_in *tracker, enum wire_tracker_command command,
+                             const uint8_t hash[CASCADE_HASH_LEN], uint32_t my_ip,
+                             uint16_t my_port, int timeout_ms, int cancel_fd,
+                             struct wire_peer_record **peers, size_t *npeers,
+                             struct sockaddr_in *local_out, char *err, size_t errlen)
+{
     *peers = NULL;
     *npeers = 0;
     char name[SOCK_ADDRSTRLEN], why[CASCADE_ERRLEN];
     sock_format_addr(tracker, name, sizeof name);
-    int fd = sock_connect(tracker, timeout_ms, err, errlen);
+    int fd = sock_connect_cancelable(tracker, timeout_ms, cancel_fd, err, errlen);
     if (fd < 0)
         return TRACKER_QUERY_ENET;
     if (local_out)
@@ -76,8 +87,10 @@ int tracker_query(const struct sockaddr_in *tracker, enum wire_tracker_command c
     uint8_t out[WIRE_TRACKER_REQUEST_LEN], head[WIRE_TRACKER_ANSWER_HEADER_LEN];
     wire_encode_tracker_request(&req, out);
     int rc = TRACKER_QUERY_ENET;
-    if (sock_write_full(fd, out, sizeof out, timeout_ms, why, sizeof why) < 0 ||
-        sock_read_full(fd, head, sizeof head, timeout_ms, why, sizeof why) < 0) {
+    if (sock_write_full_cancelable(fd, out, sizeof out, timeout_ms, cancel_fd, why,
+                                   sizeof why) < 0 ||
+        sock_read_full_cancelable(fd, head, sizeof head, timeout_ms, cancel_fd, why,
+                                  sizeof why) < 0) {
         cascade_errf(err, errlen, "tracker %s: %s", name, why);
         goto out;
     }
@@ -85,11 +98,11 @@ int tracker_query(const struct sockaddr_in *tracker, enum wire_tracker_command c
     uint32_t body_len;
     wire_decode_tracker_answer_header(head, &status, &body_len);
     if (status != 0) {
-        read_refusal(fd, body_len, timeout_ms, err, errlen);
+        read_refusal(fd, body_len, timeout_ms, cancel_fd, err, errlen);
         rc = TRACKER_QUERY_EREFUSED;
         goto out;
     }
-    rc = read_peers(fd, body_len, timeout_ms, peers, npeers, why, sizeof why);
+    rc = read_peers(fd, body_len, timeout_ms, cancel_fd, peers, npeers, why, sizeof why);
     if (rc != TRACKER_QUERY_OK)
         cascade_errf(err, errlen, "tracker %s: %s", name, why);
 out:

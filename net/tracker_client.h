@@ -40,5 +40,11 @@ int tracker_query(const struct sockaddr_in *tracker, enum wire_tracker_command c
                   const uint8_t hash[CASCADE_HASH_LEN], uint32_t my_ip, uint16_t my_port,
                   int timeout_ms, struct wire_peer_record **peers, size_t *npeers,
                   struct sockaddr_in *local_out, char *err, size_t errlen);
+/* The same, giving up at once when cancel_fd (-1: none) becomes readable. */
+int tracker_query_cancelable(const struct sockaddr_in *tracker, enum wire_tracker_command command,
+                             const uint8_t hash[CASCADE_HASH_LEN], uint32_t my_ip,
+                             uint16_t my_port, int timeout_ms, int cancel_fd,
+                             struct wire_peer_record **peers, size_t *npeers,
+                             struct sockaddr_in *local_out, char *err, size_t errlen);
 
 #endif

@@ -574,17 +574,17 @@ static int server_open_fds(struct tracker_server *srv, const struct sockaddr_in 
     return 0;
 }
 
-/* The connection cap, lowered so connections alone never exhaust RLIMIT_NOFILE. */
+/* The connection cap, lowered so connections alone never exhaust
+ * RLIMIT_NOFILE (raised to the hard limit first). */
 static int fit_descriptor_limit(int wanted)
 {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
-        rl.rlim_cur >= (rlim_t)wanted + TS_FD_MARGIN)
+    rlim_t limit = sock_raise_fd_limit();
+    if (limit == 0 || limit == RLIM_INFINITY || limit >= (rlim_t)wanted + TS_FD_MARGIN)
         return wanted;
-    int room = rl.rlim_cur > TS_FD_MARGIN + TS_MIN_CONNECTIONS
-                   ? (int)(rl.rlim_cur - TS_FD_MARGIN) : TS_MIN_CONNECTIONS;
+    int room = limit > TS_FD_MARGIN + TS_MIN_CONNECTIONS ? (int)(limit - TS_FD_MARGIN)
+                                                          : TS_MIN_CONNECTIONS;
     log_info("tracker: descriptor limit %llu: at most %d connections at once",
-             (unsigned long long)rl.rlim_cur, room);
+             (unsigned long long)limit, room);
     return room;
 }
 

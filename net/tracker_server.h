@@ -8,7 +8,9 @@
  * and the connection that has been slowest to send its request (the oldest
  * one still reading) is shed to make room; a source address at its own cap
  * sheds its own oldest such connection. The cap is lowered at start to fit
- * the process's descriptor limit, and if accept runs out of descriptors
+ * the process's descriptor limit (starting a server first raises the soft
+ * RLIMIT_NOFILE to the hard limit, process-wide, as the block server does),
+ * and if accept runs out of descriptors
  * anyway (EMFILE) the server sheds the same way, or, with nothing to shed,
  * accepts and closes the newcomer with a descriptor kept in reserve for
  * that, so the listening socket never spins the loop. Repeated warnings
@@ -35,7 +37,7 @@
 
 struct tracker_server_config {
     struct sockaddr_in listen;        /* port 0: pick a free port */
-    int max_connections;              /* 0: 1024; lowered to fit RLIMIT_NOFILE */
+    int max_connections;              /* 0: 1024; held to RLIMIT_NOFILE - 32 */
     int max_connections_per_source;   /* 0: 64; never more than max_connections */
     int request_timeout_ms;           /* accept to answer sent; 0: 5000 */
     int log_interval_ms;              /* 0: 5000 */

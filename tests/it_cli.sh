@@ -116,6 +116,26 @@ run 2 "verify bad .cascade" "$CASCADE" verify "$V/bad-magic.cascade" "$V/spec100
 run 2 "verify missing data" "$CASCADE" verify "$V/spec1000.bin.cascade" "$T/absent"
 run 2 "verify one argument" "$CASCADE" verify "$V/spec1000.bin.cascade"
 
+# ---- a FIFO, a folder or a device where a file is expected: refused at once ----
+# (before the fix a FIFO with no writer hung open() forever; the timeout
+# turns such a hang into a failure)
+mkfifo "$T/fifo.cascade" "$T/fifo.data"
+mkdir "$T/dir.cascade"
+quick() { timeout -s KILL 20 "$@"; }
+run 2 "info FIFO" quick "$CASCADE" info "$T/fifo.cascade" &&
+    expect_in "$T/err" "cascade info: $T/fifo.cascade is a FIFO, not a regular file" "info FIFO message"
+run 2 "info folder" quick "$CASCADE" info "$T/dir.cascade" &&
+    expect_in "$T/err" "dir.cascade is a directory, not a regular file" "info folder message"
+run 2 "info /dev/null" quick "$CASCADE" info /dev/null &&
+    expect_in "$T/err" "/dev/null is a character device, not a regular file" "info device message"
+run 2 "verify FIFO .cascade" quick "$CASCADE" verify "$T/fifo.cascade" "$V/spec1000.bin" &&
+    expect_in "$T/err" "is a FIFO, not a regular file" "verify FIFO .cascade message"
+run 2 "verify FIFO data" quick "$CASCADE" verify "$V/spec1000.bin.cascade" "$T/fifo.data" &&
+    expect_in "$T/err" "fifo.data is a FIFO, not a regular file" "verify FIFO data message"
+run 2 "create from a FIFO" quick "$CASCADE" create "$T/fifo.data" -o "$T/f.cascade" &&
+    expect_in "$T/err" "fifo.data is a FIFO, not a regular file" "create FIFO message"
+[ -e "$T/f.cascade" ] && fail "create from a FIFO wrote output"
+
 # ---- help and unknown options ----
 for cmd in create info verify; do
     run 0 "$cmd --help" "$CASCADE" "$cmd" --help && expect_in "$T/out" "usage: cascade $cmd" "$cmd --help"

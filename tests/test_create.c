@@ -239,6 +239,17 @@ static void test_failures_leave_nothing(void **state)
     assert_int_equal(cascade_create(t->dir, 1, data, NULL, NULL, err, sizeof err), -1);
     assert_non_null(strstr(err, "directory"));
     assert_int_equal(count_entries(t->dir), 1);   /* only the data file */
+
+    /* A FIFO with no writer is refused at once (alarm: a hang fails). */
+    char fifo[256];
+    snprintf(fifo, sizeof fifo, "%s/fifo", t->dir);
+    snprintf(out, sizeof out, "%s/fifo.cascade", t->dir);
+    assert_int_equal(mkfifo(fifo, 0644), 0);
+    alarm(20);
+    assert_int_equal(cascade_create(fifo, 1, out, NULL, NULL, err, sizeof err), -1);
+    alarm(0);
+    assert_non_null(strstr(err, "is a FIFO, not a regular file"));
+    assert_int_equal(count_entries(t->dir), 2);   /* the data file and the FIFO */
 }
 
 static void test_progress_is_fed(void **state)

@@ -401,6 +401,36 @@ static void test_load_names_and_io_errors(void **state)
     assert_non_null(strstr(err, "directory"));
 }
 
+/* Only regular files are read: a FIFO (no writer: open() would wait
+ * forever), a folder and a character device are refused at once with a
+ * message naming what they are. alarm() turns a hang into a failure. */
+static void expect_refused(const char *path, const char *kind)
+{
+    char err[CASCADE_ERRLEN], want[CASCADE_ERRLEN + 64];
+    struct cascade_meta m;
+    alarm(20);
+    assert_int_equal(cascade_meta_load(path, &m, err, sizeof err), CASCADE_META_EIO);
+    alarm(0);
+    snprintf(want, sizeof want, "%s is %s, not a regular file", path, kind);
+    assert_string_equal(err, want);
+    assert_null(m.block_hashes);
+    assert_null(m.name);
+}
+
+static void test_load_refuses_special_files(void **state)
+{
+    struct test_tmp *t = *state;
+    char path[256];
+    snprintf(path, sizeof path, "%s/x.cascade", t->dir);
+    assert_int_equal(mkfifo(path, 0644), 0);
+    expect_refused(path, "a FIFO");
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(mkdir(path, 0755), 0);
+    expect_refused(path, "a directory");
+    if (access("/dev/null", R_OK) == 0)
+        expect_refused("/dev/null", "a character device");
+}
+
 /* Random damage to a good image: always a clean answer, never a crash. */
 static void test_fuzz_parse(void **state)
 {
@@ -443,6 +473,7 @@ int main(void)
         cmocka_unit_test(test_block_len_edges),
         cmocka_unit_test_setup_teardown(test_lying_header_small_file, test_setup_tmp, test_teardown_tmp),
         cmocka_unit_test_setup_teardown(test_load_names_and_io_errors, test_setup_tmp, test_teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_load_refuses_special_files, test_setup_tmp, test_teardown_tmp),
         cmocka_unit_test(test_fuzz_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -371,26 +371,35 @@ static bool record_bit_on_disk(const char *rec, uint64_t idx)
     return n == 1 && ((byte >> (idx % 8)) & 1);
 }
 
-/* Without any flush call, a held mark still reaches the record soon (the
- * background flusher writes marks older than about a second). */
-static void test_background_flush(void **state)
+/* The store has no thread: cascade_store_flush_due tells its owner when
+ * pending marks want a flush (a second old, or many of them), and a flush
+ * puts them in the record on disk. */
+static void test_flush_due(void **state)
 {
     struct fixture *f = *state;
     build_meta(f, 8 * 1024, 1024, 15);
     struct cascade_store *st = open_store(f, NULL, false);
     char *rec = record_path_of(st);
-    assert_false(record_bit_on_disk(rec, 5));
+    uint64_t now = cascade_now_ms();
+    assert_false(cascade_store_flush_due(st, now + 5000));   /* nothing pending */
     assert_int_equal(put_block(st, f, 5), CASCADE_STORE_OK);
-    bool on_disk = false;
-    for (int tries = 0; tries < 300 && !on_disk; tries++) {   /* bounded: 30 s */
-        struct timespec pause = { 0, 100 * 1000000L };
-        nanosleep(&pause, NULL);
-        on_disk = record_bit_on_disk(rec, 5);
-    }
-    assert_true(on_disk);
+    assert_false(record_bit_on_disk(rec, 5));
+    assert_false(cascade_store_flush_due(st, now));          /* young, and only one */
+    assert_true(cascade_store_flush_due(st, cascade_now_ms() + 1000));   /* a second old */
+    assert_int_equal(cascade_store_flush(st), CASCADE_STORE_OK);
+    assert_true(record_bit_on_disk(rec, 5));
     assert_false(record_bit_on_disk(rec, 4));
+    assert_false(cascade_store_flush_due(st, cascade_now_ms() + 5000));
     cascade_store_close(st);
     free(rec);
+
+    /* Many pending marks are due at once, whatever their age. */
+    build_meta(f, 5000 * 16, 16, 16);
+    st = open_store(f, NULL, false);
+    for (uint64_t i = 0; i < 4096; i++)
+        assert_int_equal(put_block(st, f, i), CASCADE_STORE_OK);
+    assert_true(cascade_store_flush_due(st, cascade_now_ms()));
+    cascade_store_close(st);
 }
 
 static void test_record_of_other_meta_discarded(void **state)
@@ -840,7 +849,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_empty_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_folders_and_default_root, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_resumes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_background_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flush_due, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_of_other_meta_discarded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replaced_data_file_drops_marks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_opener_keeps_marks_in_memory, setup, teardown),

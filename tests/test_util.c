@@ -8,11 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "cascade/util.h"
+#include "support.h"
 
 static void test_hex_round_trip(void **state)
 {
@@ -164,6 +167,40 @@ static void test_pread_pwrite_full(void **state)
     assert_int_equal(errno, EBADF);
 }
 
+/* A regular file opens in blocking mode with its status; a FIFO with no
+ * writer and a folder are refused at once, saying what they are. */
+static void test_open_regular(void **state)
+{
+    struct test_tmp *t = *state;
+    char path[128], err[CASCADE_ERRLEN], want[CASCADE_ERRLEN + 128];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/file", t->dir);
+    int fd = open(path, O_WRONLY | O_CREAT, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "abc", 3), 3);
+    close(fd);
+    fd = cascade_open_regular(path, O_RDONLY, 0, &st, err, sizeof err);
+    assert_true(fd >= 0);
+    assert_int_equal(st.st_size, 3);
+    int fl = fcntl(fd, F_GETFL), fdfl = fcntl(fd, F_GETFD);
+    assert_int_equal(fl & O_NONBLOCK, 0);
+    assert_true(fdfl & FD_CLOEXEC);
+    close(fd);
+
+    snprintf(path, sizeof path, "%s/fifo", t->dir);
+    assert_int_equal(mkfifo(path, 0644), 0);
+    alarm(20);   /* a hang in open() fails the test */
+    assert_int_equal(cascade_open_regular(path, O_RDONLY, 0, NULL, err, sizeof err), -1);
+    alarm(0);
+    snprintf(want, sizeof want, "%s is a FIFO, not a regular file", path);
+    assert_string_equal(err, want);
+    assert_int_equal(cascade_open_regular(t->dir, O_RDONLY, 0, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "is a directory, not a regular file"));
+    snprintf(path, sizeof path, "%s/absent", t->dir);
+    assert_int_equal(cascade_open_regular(path, O_RDONLY, 0, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "No such file"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -175,6 +212,7 @@ int main(void)
         cmocka_unit_test(test_human_bytes),
         cmocka_unit_test(test_errf),
         cmocka_unit_test(test_pread_pwrite_full),
+        cmocka_unit_test_setup_teardown(test_open_regular, test_setup_tmp, test_teardown_tmp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

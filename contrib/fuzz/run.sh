@@ -3,7 +3,7 @@
 # that takes untrusted bytes:
 #   fuzz_meta         .cascade files (cascade_meta_parse)
 #   fuzz_tracker      tracker requests, decoded and handled by the rules
-#   fuzz_peer_answer  the fetcher's pipelined peer-answer parser
+#   fuzz_peer_answer  the fetch loop's pipelined peer-answer parser
 #
 #   contrib/fuzz/run.sh [TARGET...]        FUZZ_SECONDS=N per target (60)
 # Builds into contrib/fuzz/out/ (ignored by git), seeds each corpus from

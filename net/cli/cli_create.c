@@ -16,6 +16,7 @@
 #include "cascade/sha256.h"
 #include "cascade/util.h"
 #include "net/cli/cli.h"
+#include "net/cli/json.h"
 
 /* Most bad blocks verify lists one by one before summarising. */
 enum { MAX_LISTED = 20, VERIFY_CHUNK = 1 << 20 };
@@ -93,14 +94,13 @@ static int parse_create(int argc, char **argv, struct create_opts *o)
 static int check_create_paths(const struct create_opts *o, uint64_t *size)
 {
     struct stat st;
-    if (stat(o->data, &st) != 0) {
-        fprintf(stderr, "cascade create: %s: %s\n", o->data, strerror(errno));
+    char err[CASCADE_ERRLEN];
+    int fd = cascade_open_regular(o->data, O_RDONLY, 0, &st, err, sizeof err);
+    if (fd < 0) {
+        fprintf(stderr, "cascade create: %s\n", err);
         return CASCADE_EXIT_USAGE;
     }
-    if (!S_ISREG(st.st_mode)) {
-        fprintf(stderr, "cascade create: %s is not a regular file\n", o->data);
-        return CASCADE_EXIT_USAGE;
-    }
+    close(fd);
     *size = (uint64_t)st.st_size;
     if (!o->force && lstat(o->out, &st) == 0) {
         fprintf(stderr, "cascade create: %s already exists; use -f to overwrite it "
@@ -158,9 +158,10 @@ int cli_create(int argc, char **argv)
 static void info_usage(FILE *out)
 {
     fprintf(out,
-        "usage: cascade info [--blocks] FILE.cascade\n"
+        "usage: cascade info [--blocks] [--json] FILE.cascade\n"
         "Show what a .cascade file describes.\n"
         "  --blocks    also list every block's hash\n"
+        "  --json      print one JSON object (keys in cascade(1))\n"
         "  -h, --help  this text\n");
 }
 
@@ -183,16 +184,48 @@ static void print_info(const struct cascade_meta *m, bool blocks)
     }
 }
 
+/* The same facts as one JSON object; the keys are documented in cascade(1)
+ * and stay stable. 0, or -1 when stdout could not be written. */
+static int print_info_json(const struct cascade_meta *m, bool blocks)
+{
+    char hex[CASCADE_HEX_LEN];
+    struct json_writer j;
+    json_begin(&j, stdout);
+    json_object_begin(&j, NULL);
+    json_string(&j, "name", m->name);
+    json_u64(&j, "size", m->size);
+    json_u64(&j, "block_size", m->block_size);
+    json_u64(&j, "block_count", m->block_count);
+    json_u64(&j, "last_block_size",
+             m->block_count ? cascade_meta_block_len(m, m->block_count - 1) : 0);
+    cascade_hex(m->cascade_hash, CASCADE_HASH_LEN, hex);
+    json_string(&j, "cascade_hash", hex);
+    cascade_hex(m->target_hash, CASCADE_HASH_LEN, hex);
+    json_string(&j, "target_hash", hex);
+    if (blocks) {
+        json_array_begin(&j, "blocks");
+        for (uint64_t i = 0; i < m->block_count; i++) {
+            cascade_hex(cascade_meta_block_hash(m, i), CASCADE_HASH_LEN, hex);
+            json_string(&j, NULL, hex);
+        }
+        json_array_end(&j);
+    }
+    json_object_end(&j);
+    return json_end(&j);
+}
+
 int cli_info(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"blocks", no_argument, NULL, 'B'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
+        {"blocks", no_argument, NULL, 'B'}, {"json", no_argument, NULL, 'J'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
-    bool blocks = false;
+    bool blocks = false, json = false;
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
         case 'B': blocks = true; break;
+        case 'J': json = true; break;
         case 'h': info_usage(stdout); return CASCADE_EXIT_OK;
         default: info_usage(stderr); return CASCADE_EXIT_USAGE;
         }
@@ -210,9 +243,15 @@ int cli_info(int argc, char **argv)
         fprintf(stderr, "cascade info: %s\n", err);
         return meta_exit_code(rc);
     }
-    print_info(&m, blocks);
+    rc = CASCADE_EXIT_OK;
+    if (!json)
+        print_info(&m, blocks);
+    else if (print_info_json(&m, blocks) != 0) {
+        fprintf(stderr, "cascade info: could not write the JSON output: %s\n", strerror(errno));
+        rc = CASCADE_EXIT_FAIL;
+    }
     cascade_meta_free(&m);
-    return CASCADE_EXIT_OK;
+    return rc;
 }
 
 /* ---- verify ---- */
@@ -340,9 +379,10 @@ static int verify_report(struct verifier *v)
 
 static int verify_data(const struct cascade_meta *m, const char *data, bool quiet)
 {
-    int fd = open(data, O_RDONLY | O_CLOEXEC);
+    char err[CASCADE_ERRLEN];
+    int fd = cascade_open_regular(data, O_RDONLY, 0, NULL, err, sizeof err);
     if (fd < 0) {
-        fprintf(stderr, "cascade verify: %s: %s\n", data, strerror(errno));
+        fprintf(stderr, "cascade verify: %s\n", err);
         return CASCADE_EXIT_USAGE;
     }
     struct verifier v = {.m = m, .block = cascade_sha256_new(), .whole = cascade_sha256_new()};

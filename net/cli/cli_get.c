@@ -1,6 +1,6 @@
 /* `cascade get` (download only) and `cascade seed` (download what is
- * missing, then serve): the two peer commands built on the fetcher, the
- * store and the block server.
+ * missing, then serve): the two peer commands built on the peer node
+ * (net/node.h), which fetches, stores and serves.
  *
  *   cascade get FILE.cascade [-o DATA] [-t TRACKER] [--cache DIR] [--timeout S] [-q] [-v]
  *   cascade seed FILE.cascade... [-t TRACKER] [-l LISTEN] [--data PATH] [--cache DIR] [-v]
@@ -29,9 +29,8 @@
 #include "cascade/sha256.h"
 #include "cascade/store.h"
 #include "cascade/util.h"
-#include "net/block_server.h"
 #include "net/cli/cli.h"
-#include "net/fetcher.h"
+#include "net/node.h"
 #include "net/sock.h"
 #include "net/tracker_client.h"
 
@@ -48,17 +47,15 @@ static int meta_exit_code(int rc)
 }
 
 /* The trackers: -t, else $CASCADE_TRACKER, else the default. */
-static int parse_tracker(const char *cmd, const char *arg, struct sockaddr_in *out, char *shown,
+static int parse_tracker(const char *cmd, const char *arg, struct tracker_list *out, char *shown,
                          size_t shownlen)
 {
-    struct tracker_list l;
     char err[CASCADE_ERRLEN];
-    if (tracker_list_parse(arg, &l, err, sizeof err) < 0) {
+    if (tracker_list_parse(arg, out, err, sizeof err) < 0) {
         fprintf(stderr, "cascade %s: %s\n", cmd, err);
         return -1;
     }
-    *out = l.addr[0];
-    tracker_list_format(&l, shown, shownlen);
+    tracker_list_format(out, shown, shownlen);
     return 0;
 }
 
@@ -156,30 +153,31 @@ static int parse_get(int argc, char **argv, struct get_opts *o)
 struct get_run {
     const struct get_opts *o;
     struct cascade_meta meta;
-    struct cascade_store *st;
-    struct fetcher *f;
+    struct peer_node *node;
+    struct node_file *nf;
+    struct cascade_store *st;      /* open (pinned) while nf is open */
     const char *data_path;
-    char tracker_shown[SOCK_ADDRSTRLEN];
-    struct sockaddr_in tracker;
+    char tracker_shown[256];
+    struct tracker_list trackers;
 };
 
 /* Why no progress: the message for a stall or a timeout. */
 static void report_stuck(struct get_run *g, int r, uint64_t waited_s)
 {
-    uint64_t block = fetcher_first_missing(g->f);
-    if (r == -EIO) {
-        fprintf(stderr, "cascade get: %s: could not write to the data file\n", g->data_path);
+    if (r != -ETIMEDOUT && r != -EHOSTUNREACH) {
+        fprintf(stderr, "cascade get: %s: could not write to the data file: %s\n", g->data_path,
+                strerror(-r));
         return;
     }
-    struct fetcher_stats s;
-    fetcher_get_stats(g->f, &s);
+    struct node_file_stats s;
+    node_file_get_stats(g->nf, &s);
     fprintf(stderr, "cascade get: no peer could provide block %llu after %llu s "
             "(%llu of %llu blocks held; %llu peers known, %llu dropped for bad data); "
             "is a seeder running and subscribed to the tracker at %s?\n",
-            (unsigned long long)block, (unsigned long long)waited_s,
-            (unsigned long long)cascade_store_held_count(g->st),
-            (unsigned long long)g->meta.block_count, (unsigned long long)s.peers_known,
-            (unsigned long long)s.peers_dropped, g->tracker_shown);
+            (unsigned long long)node_file_first_missing(g->nf), (unsigned long long)waited_s,
+            (unsigned long long)s.blocks_held, (unsigned long long)g->meta.block_count,
+            (unsigned long long)s.peers_known, (unsigned long long)s.peers_dropped,
+            g->tracker_shown);
 }
 
 /* Add held block idx to the whole-file hash, reading it back from the
@@ -196,6 +194,21 @@ static int hash_block(struct cascade_store *st, uint64_t idx, struct cascade_sha
         off += n;
     }
     return 0;
+}
+
+/* Wait (a little) for block i to be held. 0, -ETIMEDOUT, or why it never will be. */
+static int get_wait_block(struct get_run *g, uint64_t i, uint64_t deadline, uint64_t stall_ms)
+{
+    const struct cascade_meta *m = &g->meta;
+    uint64_t now = cascade_now_ms();
+    uint64_t until = now + 200 < deadline ? now + 200 : deadline;
+    int r = node_file_fetch_range(g->nf, cascade_meta_block_offset(m, i),
+                                  cascade_meta_block_len(m, i), 0, 0, until);
+    if (r != -ETIMEDOUT)
+        return r;
+    /* Not yet: is anything still arriving? */
+    r = node_file_wait_complete(g->nf, cascade_now_ms(), stall_ms);
+    return r == 0 ? -ETIMEDOUT : r;
 }
 
 /* Hash the file in block order as blocks land; 0 complete, else exit code. */
@@ -216,9 +229,8 @@ static int get_follow(struct get_run *g, uint8_t digest[CASCADE_HASH_LEN])
         goto out;
     }
     for (uint64_t i = 0; i < m->block_count;) {
-        int r = g->f ? fetcher_wait(g->f, i, 200) : 0;   /* no fetcher: all held */
-        uint64_t held = cascade_store_held_count(g->st);
-        uint64_t bytes = held * m->block_size;
+        int r = get_wait_block(g, i, deadline, stall_s * 1000);
+        uint64_t bytes = cascade_store_held_count(g->st) * m->block_size;
         cascade_progress_update(&pr, bytes < m->size ? bytes : m->size);
         if (r == 0) {
             if (hash_block(g->st, i, h, buf) != 0) {
@@ -229,23 +241,17 @@ static int get_follow(struct get_run *g, uint8_t digest[CASCADE_HASH_LEN])
             i++;
             continue;
         }
-        if (r != -ETIMEDOUT) {
-            report_stuck(g, r, (cascade_now_ms() - start) / 1000);
-            goto out;
-        }
-        if (cascade_now_ms() >= deadline) {
-            cascade_progress_finish(&pr);
+        if (r == -ETIMEDOUT && cascade_now_ms() < deadline)
+            continue;
+        cascade_progress_finish(&pr);
+        if (r == -ETIMEDOUT) {
             fprintf(stderr, "cascade get: timed out after %llu s; ",
                     (unsigned long long)g->o->timeout_s);
-            report_stuck(g, -ETIMEDOUT, g->o->timeout_s);
-            goto out;
+            report_stuck(g, r, g->o->timeout_s);
+        } else {
+            report_stuck(g, r, r == -EHOSTUNREACH ? stall_s : (cascade_now_ms() - start) / 1000);
         }
-        r = fetcher_wait_complete(g->f, 0, (int)(stall_s * 1000));
-        if (r == -EHOSTUNREACH || r == -EIO) {
-            cascade_progress_finish(&pr);
-            report_stuck(g, r, stall_s);
-            goto out;
-        }
+        goto out;
     }
     if (cascade_sha256_final(h, digest) != 0) {
         fprintf(stderr, "cascade get: hashing failed\n");
@@ -264,22 +270,20 @@ static int get_start(struct get_run *g)
 {
     char err[CASCADE_ERRLEN];
     bool existed = file_has_bytes(g->data_path);
-    struct cascade_store_options so = {.cache_root = g->o->cache, .data_path = g->data_path};
-    if (cascade_store_open(&g->meta, &so, &g->st, err, sizeof err) < 0) {
+    /* Download only: no server, nothing announced. */
+    struct node_config cfg = {.trackers = g->trackers, .cache_root = g->o->cache};
+    struct node_file_options fo = {.data_path = g->data_path};
+    if (node_start(&cfg, &g->node, err, sizeof err) < 0 ||
+        node_add_file(g->node, &g->meta, &fo, &g->nf, err, sizeof err) < 0 ||
+        !(g->st = node_file_open(g->nf, err, sizeof err))) {
         fprintf(stderr, "cascade get: %s\n", err);
         return CASCADE_EXIT_FAIL;
     }
     if (existed && !cascade_store_complete(g->st) &&
         adopt_existing(g->st, "get", g->data_path, g->o->quiet) < 0)
         return CASCADE_EXIT_FAIL;
-    if (cascade_store_complete(g->st))
-        return 0;   /* nothing to fetch: no need to talk to the tracker */
-    struct fetcher_config fc = {.tracker = g->tracker};
-    if (fetcher_start(g->st, &fc, &g->f, err, sizeof err) < 0) {
-        fprintf(stderr, "cascade get: %s\n", err);
-        return CASCADE_EXIT_FAIL;
-    }
-    fetcher_want_all(g->f);
+    if (!cascade_store_complete(g->st))
+        node_file_want_all(g->nf);   /* nothing missing: no tracker is asked */
     return 0;
 }
 
@@ -291,11 +295,8 @@ static int get_run(struct get_run *g)
     uint64_t t0 = cascade_now_ms();
     uint8_t digest[CASCADE_HASH_LEN];
     rc = get_follow(g, digest);
-    struct fetcher_stats s = {0};
-    if (g->f)
-        fetcher_get_stats(g->f, &s);
-    fetcher_stop(g->f);
-    g->f = NULL;
+    struct node_file_stats s;
+    node_file_get_stats(g->nf, &s);
     if (rc != 0)
         return rc;
     if (cascade_store_flush(g->st) != 0) {
@@ -316,9 +317,9 @@ static int get_run(struct get_run *g)
     double secs = (double)(cascade_now_ms() - t0) / 1000.0;
     char human[32];
     cascade_human_bytes(s.bytes_fetched, human, sizeof human);
-    log_info("%s: complete, %llu bytes; fetched %s in %.2f s (%.1f MB/s)", g->data_path,
+    log_info("%s: complete, %llu bytes; fetched %s in %.2f s (%.1f MiB/s)", g->data_path,
              (unsigned long long)g->meta.size, human, secs,
-             secs > 0 ? (double)s.bytes_fetched / 1e6 / secs : 0.0);
+             secs > 0 ? (double)s.bytes_fetched / (1024.0 * 1024.0) / secs : 0.0);
     return CASCADE_EXIT_OK;
 }
 
@@ -332,7 +333,7 @@ int cli_get(int argc, char **argv)
                                 : o.quiet ? CASCADE_LOG_ERROR : CASCADE_LOG_INFO, false);
     struct get_run g = {.o = &o};
     char err[CASCADE_ERRLEN];
-    if (parse_tracker("get", o.tracker, &g.tracker, g.tracker_shown, sizeof g.tracker_shown) < 0)
+    if (parse_tracker("get", o.tracker, &g.trackers, g.tracker_shown, sizeof g.tracker_shown) < 0)
         return CASCADE_EXIT_USAGE;
     rc = cascade_meta_load(o.cascade, &g.meta, err, sizeof err);
     if (rc != 0) {
@@ -347,8 +348,9 @@ int cli_get(int argc, char **argv)
     } else {
         rc = get_run(&g);
     }
-    fetcher_stop(g.f);
-    cascade_store_close(g.st);
+    if (g.st)
+        node_file_close(g.nf);
+    node_stop(g.node);
     cascade_meta_free(&g.meta);
     return rc;
 }
@@ -420,8 +422,7 @@ static int parse_seed(int argc, char **argv, struct seed_opts *o)
 
 struct seed_file {
     struct cascade_meta meta;
-    struct cascade_store *st;
-    struct fetcher *f;
+    struct node_file *nf;
     char *data_path;
     bool read_only;             /* we may not write the data file: serve only */
     bool reported_complete;
@@ -442,7 +443,8 @@ static char *seed_default_data(const char *cascade_path, const char *name)
     return out;
 }
 
-static int seed_open_file(const struct seed_opts *o, int i, struct seed_file *sf)
+/* Load the .cascade and decide where its data lives. */
+static int seed_load_file(const struct seed_opts *o, int i, struct seed_file *sf)
 {
     char err[CASCADE_ERRLEN];
     int rc = cascade_meta_load(o->cascades[i], &sf->meta, err, sizeof err);
@@ -463,51 +465,47 @@ static int seed_open_file(const struct seed_opts *o, int i, struct seed_file *sf
         fprintf(stderr, "cascade seed: out of memory\n");
         return CASCADE_EXIT_FAIL;
     }
+    return 0;
+}
+
+/* Add the file to the node, verify what is already on disk, and queue it
+ * to be filled. The node keeps a store open only while it fills or serves
+ * it, and fills a few files at a time: a thousand files seeded need no
+ * thousand open data files. */
+static int seed_add_file(struct peer_node *node, const char *cascade, struct seed_file *sf)
+{
+    char err[CASCADE_ERRLEN];
     bool existed = file_has_bytes(sf->data_path);
     /* A file we may read but not write (someone else's, a read-only
      * mount) can still be seeded: verify and serve what it holds. */
     sf->read_only = existed && access(sf->data_path, W_OK) != 0;
-    struct cascade_store_options so = {.cache_root = o->cache, .data_path = sf->data_path,
-                                       .read_only = sf->read_only};
-    if (cascade_store_open(&sf->meta, &so, &sf->st, err, sizeof err) < 0) {
+    struct node_file_options fo = {.data_path = sf->data_path, .read_only = sf->read_only};
+    if (node_add_file(node, &sf->meta, &fo, &sf->nf, err, sizeof err) < 0) {
+        fprintf(stderr, "cascade seed: %s: %s\n", cascade, err);
+        return CASCADE_EXIT_USAGE;   /* the same file given twice */
+    }
+    struct cascade_store *st = node_file_open(sf->nf, err, sizeof err);
+    if (!st) {
         fprintf(stderr, "cascade seed: %s\n", err);
         return CASCADE_EXIT_FAIL;
     }
-    if (existed && !cascade_store_complete(sf->st) &&
-        adopt_existing(sf->st, "seed", sf->data_path, false) < 0)
-        return CASCADE_EXIT_FAIL;
-    log_info("%s: %llu of %llu blocks held", sf->data_path,
-             (unsigned long long)cascade_store_held_count(sf->st),
+    int rc = 0;
+    if (existed && !cascade_store_complete(st) &&
+        adopt_existing(st, "seed", sf->data_path, false) < 0)
+        rc = CASCADE_EXIT_FAIL;
+    uint64_t held = cascade_store_held_count(st);
+    log_info("%s: %llu of %llu blocks held", sf->data_path, (unsigned long long)held,
              (unsigned long long)sf->meta.block_count);
-    sf->reported_complete = cascade_store_complete(sf->st);
+    sf->reported_complete = held == sf->meta.block_count;
     if (sf->read_only && !sf->reported_complete)
         log_warn("%s is read-only: serving the %llu blocks it holds, the other %llu cannot "
                  "be fetched into it (make it writable, or give --data a writable copy)",
-                 sf->data_path, (unsigned long long)cascade_store_held_count(sf->st),
-                 (unsigned long long)(sf->meta.block_count - cascade_store_held_count(sf->st)));
-    return 0;
-}
-
-static int seed_start_fetchers(struct seed_file *files, int n, const struct sockaddr_in *tracker,
-                               const struct sockaddr_in *served)
-{
-    char err[CASCADE_ERRLEN];
-    for (int i = 0; i < n; i++) {
-        struct fetcher_config fc = {
-            .tracker = *tracker,
-            .subscribe = true,
-            .announce_ip = ntohl(served->sin_addr.s_addr),   /* 0.0.0.0: learn it */
-            .announce_port = ntohs(served->sin_port),
-            .self = *served,
-        };
-        if (fetcher_start(files[i].st, &fc, &files[i].f, err, sizeof err) < 0) {
-            fprintf(stderr, "cascade seed: %s\n", err);
-            return CASCADE_EXIT_FAIL;
-        }
-        if (!files[i].read_only)
-            fetcher_want_all(files[i].f);
-    }
-    return 0;
+                 sf->data_path, (unsigned long long)held,
+                 (unsigned long long)(sf->meta.block_count - held));
+    node_file_close(sf->nf);
+    if (rc == 0 && !sf->read_only)
+        node_file_fill(sf->nf);
+    return rc;
 }
 
 /* Wait for SIGINT/SIGTERM (blocked in every thread), noting completions. */
@@ -521,7 +519,8 @@ static void seed_wait_for_signal(struct seed_file *files, int n, const sigset_t 
             return;
         }
         for (int i = 0; i < n; i++) {
-            if (!files[i].reported_complete && cascade_store_complete(files[i].st)) {
+            if (!files[i].reported_complete &&
+                node_file_held_count(files[i].nf) == files[i].meta.block_count) {
                 files[i].reported_complete = true;
                 log_info("%s: complete (%llu blocks), serving it", files[i].data_path,
                          (unsigned long long)files[i].meta.block_count);
@@ -530,43 +529,39 @@ static void seed_wait_for_signal(struct seed_file *files, int n, const sigset_t 
     }
 }
 
-static int seed_run(const struct seed_opts *o, struct seed_file *files, struct block_server **srv,
+static int seed_run(const struct seed_opts *o, struct seed_file *files, struct peer_node **node,
                     const sigset_t *set)
 {
-    struct sockaddr_in tracker, listen_addr, served;
-    char shown[SOCK_ADDRSTRLEN], err[CASCADE_ERRLEN];
-    if (parse_tracker("seed", o->tracker, &tracker, shown, sizeof shown) < 0)
+    struct node_config cfg = {.serve = true, .cache_root = o->cache};
+    char shown[256], err[CASCADE_ERRLEN];
+    if (parse_tracker("seed", o->tracker, &cfg.trackers, shown, sizeof shown) < 0)
         return CASCADE_EXIT_USAGE;
     const char *l = o->listen ? o->listen : CLI_DEFAULT_LISTEN;
-    if (sock_parse_addr(l, "0.0.0.0", CLI_SEED_PORT, &listen_addr, err, sizeof err) < 0) {
+    if (sock_parse_addr(l, "0.0.0.0", CLI_SEED_PORT, &cfg.listen, err, sizeof err) < 0) {
         fprintf(stderr, "cascade seed: bad listen address '%s': %s\n", l, err);
         return CASCADE_EXIT_USAGE;
     }
     for (int i = 0; i < o->n; i++) {
-        int rc = seed_open_file(o, i, &files[i]);
+        int rc = seed_load_file(o, i, &files[i]);
         if (rc != 0)
             return rc;
     }
-    struct block_server_config bc = {.listen = listen_addr};
-    if (block_server_start(&bc, srv, err, sizeof err) < 0) {
+    if (node_start(&cfg, node, err, sizeof err) < 0) {
         fprintf(stderr, "cascade seed: %s\n", err);
         return CASCADE_EXIT_FAIL;
     }
     for (int i = 0; i < o->n; i++) {
-        if (block_server_add_store(*srv, files[i].st) < 0) {
-            fprintf(stderr, "cascade seed: %s is given twice\n", o->cascades[i]);
-            return CASCADE_EXIT_USAGE;
-        }
+        int rc = seed_add_file(*node, o->cascades[i], &files[i]);
+        if (rc != 0)
+            return rc;
     }
-    block_server_address(*srv, &served);
+    struct sockaddr_in served;
+    node_address(*node, &served);
     char addr[SOCK_ADDRSTRLEN];
     sock_format_addr(&served, addr, sizeof addr);
     printf("serving %d file%s on %s\n", o->n, o->n == 1 ? "" : "s", addr);
     fflush(stdout);
     log_info("tracker %s", shown);
-    int rc = seed_start_fetchers(files, o->n, &tracker, &served);
-    if (rc != 0)
-        return rc;
     seed_wait_for_signal(files, o->n, set);
     return CASCADE_EXIT_OK;
 }
@@ -591,18 +586,15 @@ int cli_seed(int argc, char **argv)
         fprintf(stderr, "cascade seed: out of memory\n");
         return CASCADE_EXIT_FAIL;
     }
-    struct block_server *srv = NULL;
-    rc = seed_run(&o, files, &srv, &set);
-    /* Teardown in reverse: fetchers, the server, then the stores (flush). */
-    for (int i = 0; i < o.n; i++)
-        fetcher_stop(files[i].f);
-    block_server_stop(srv);
+    struct peer_node *node = NULL;
+    rc = seed_run(&o, files, &node, &set);
+    /* The node makes what is held durable as it stops; say so if it could not. */
+    if (node_stop(node) != 0 && rc == CASCADE_EXIT_OK) {
+        fprintf(stderr, "cascade seed: could not make every held block durable; "
+                "some will be fetched again\n");
+        rc = CASCADE_EXIT_FAIL;
+    }
     for (int i = 0; i < o.n; i++) {
-        if (files[i].st && cascade_store_flush(files[i].st) != 0 && rc == CASCADE_EXIT_OK) {
-            fprintf(stderr, "cascade seed: %s: could not flush to disk\n", files[i].data_path);
-            rc = CASCADE_EXIT_FAIL;
-        }
-        cascade_store_close(files[i].st);
         cascade_meta_free(&files[i].meta);
         free(files[i].data_path);
     }

@@ -22,7 +22,8 @@ static void usage(FILE *out)
     fprintf(out, "usage: cascade COMMAND [ARGS...]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-7s %s\n", commands[i].name, commands[i].summary);
-    fprintf(out, "\n'cascade COMMAND --help' describes one command.\n"
+    fprintf(out, "\n'cascade COMMAND --help' describes one command;\n"
+                 "'cascade -V' (or --version) prints the version.\n"
                  "Exit status: 0 success, 1 failure, 2 bad usage or bad input.\n");
 }
 
@@ -36,7 +37,7 @@ int main(int argc, char **argv)
         usage(stdout);
         return CASCADE_EXIT_OK;
     }
-    if (!strcmp(argv[1], "--version")) {
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
         printf("cascade %s\n", CASCADEFS_VERSION);
         return CASCADE_EXIT_OK;
     }

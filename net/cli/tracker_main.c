@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -92,23 +91,16 @@ static int set_add(struct hash_set *s, const uint8_t *hash, char *err, size_t er
     return 0;
 }
 
-/* Read a regular file whole, never blocking: the type is checked before
- * opening and again on the open descriptor (a FIFO or device put in its
- * place meanwhile is refused, not waited on). 0, or -1 with a message. */
+/* Read a regular file whole, never blocking (cascade_open_regular refuses
+ * a FIFO or device instead of waiting on it). 0, or -1 with a message. */
 static int read_regular(const char *path, uint8_t **buf, size_t *len, char *err, size_t errlen)
 {
     struct stat st;
     *buf = NULL;
-    if (stat(path, &st) < 0) {
-        cascade_errf(err, errlen, "%s: %s", path, strerror(errno));
+    int fd = cascade_open_regular(path, O_RDONLY | O_NOCTTY, 0, &st, err, errlen);
+    if (fd < 0)
         return -1;
-    }
-    int fd = S_ISREG(st.st_mode) ? open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC) : -2;
-    if (fd == -1 || (fd >= 0 && fstat(fd, &st) < 0)) {
-        cascade_errf(err, errlen, "%s: %s", path, strerror(errno));
-    } else if (!S_ISREG(st.st_mode)) {
-        cascade_errf(err, errlen, "%s: not a regular file", path);
-    } else if ((uint64_t)st.st_size > MAX_ALLOW_FILE) {
+    if ((uint64_t)st.st_size > MAX_ALLOW_FILE) {
         cascade_errf(err, errlen, "%s: %lld bytes is too big for a .cascade file or hash list",
                      path, (long long)st.st_size);
     } else if (!(*buf = malloc((size_t)st.st_size + 1))) {
@@ -121,8 +113,7 @@ static int read_regular(const char *path, uint8_t **buf, size_t *len, char *err,
     } else {
         *len = (size_t)st.st_size;
     }
-    if (fd >= 0)
-        close(fd);
+    close(fd);
     return *buf ? 0 : -1;
 }
 
@@ -263,7 +254,7 @@ static int apply_allowed(const struct options *o, struct tracker_state *ts,
 /* ---- options ------------------------------------------------------------ */
 
 enum { OPT_MAX_HASHES = 256, OPT_PEERS_PER_HASH, OPT_HASHES_PER_SOURCE, OPT_PORTS_PER_SOURCE,
-       OPT_CONNECTIONS, OPT_CONNECTIONS_PER_SOURCE, OPT_TIMEOUT, OPT_VERSION };
+       OPT_CONNECTIONS, OPT_CONNECTIONS_PER_SOURCE, OPT_TIMEOUT };
 
 static int parse_count(const char *opt, const char *s, uint64_t max, uint64_t *out)
 {
@@ -331,12 +322,12 @@ static int parse_options(int argc, char **argv, struct options *o, bool *done)
         {"max-connections-per-source", required_argument, NULL, OPT_CONNECTIONS_PER_SOURCE},
         {"request-timeout", required_argument, NULL, OPT_TIMEOUT},
         {"verbose", no_argument, NULL, 'v'},      {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, OPT_VERSION},
+        {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     *o = (struct options){.listen_spec = "0.0.0.0:8888", .level = CASCADE_LOG_INFO};
     *done = false;
     int opt;
-    while ((opt = getopt_long(argc, argv, "l:a:g:e:m:vqh", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "l:a:g:e:m:vqhV", longopts, NULL)) != -1) {
         switch (opt) {
         case 'l': o->listen_spec = optarg; break;
         case 'a': if (add_repeated(o->allow, &o->nallow, "--allow", optarg) < 0)
@@ -348,7 +339,7 @@ static int parse_options(int argc, char **argv, struct options *o, bool *done)
         case 'v': o->level = CASCADE_LOG_DEBUG; break;
         case 'q': o->level = CASCADE_LOG_ERROR; break;
         case 'h': usage(stdout); *done = true; return CASCADE_EXIT_OK;
-        case OPT_VERSION: printf("cascade-tracker %s\n", CASCADEFS_VERSION);
+        case 'V': printf("cascade-tracker %s\n", CASCADEFS_VERSION);
                   *done = true; return CASCADE_EXIT_OK;
         case '?': usage(stderr); return CASCADE_EXIT_USAGE;
         default: if (parse_numeric(o, opt, optarg) < 0) return CASCADE_EXIT_USAGE;
@@ -383,19 +374,6 @@ static int vouch_all(const struct options *o, struct tracker_state *ts)
         }
     }
     return CASCADE_EXIT_OK;
-}
-
-/* Many connections need many descriptors: take all the hard limit allows. */
-static void raise_fd_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rlim_t was = rl.rlim_cur;
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-            log_warn("cannot raise the descriptor limit from %llu: %s",
-                     (unsigned long long)was, strerror(errno));
-    }
 }
 
 static void log_stats(const struct tracker_server_stats *st)
@@ -442,7 +420,6 @@ static int run(const struct options *o, struct tracker_state *ts)
     /* Blocked before the server's thread exists, so it inherits the mask. */
     pthread_sigmask(SIG_BLOCK, &mask, NULL);
     signal(SIGPIPE, SIG_IGN);
-    raise_fd_limit();
 
     size_t allowed = tracker_state_allowed_count(ts);   /* before the loop owns ts */
     struct tracker_server *srv;

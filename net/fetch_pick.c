@@ -1,0 +1,149 @@
+/* Which block to ask a peer for next (under the node's lock).
+ *
+ * Among the files a tracker listed the peer for (and that it has not
+ * refused), in turns so no file starves the others:
+ *   1. a block stuck on a slow peer (a duplicate request elsewhere: the
+ *      head of a connection after the request timeout, urgent blocks after
+ *      NODE_URGENT_STUCK_MS);
+ *   2. the highest priority wanted block that is not in flight, lowest
+ *      index first (urgent before read-ahead before background, across
+ *      files); a cursor per file and priority skips what is done or out;
+ *   3. in the endgame (few blocks missing, all in flight) a second request
+ *      for one still on the wire elsewhere (not one already received and
+ *      being stored), so a slow peer cannot hold the last ones.
+ * A peer that said it lacks a block is not asked for it again for a while. */
+#include <stdint.h>
+
+#include "net/node_internal.h"
+
+void fetch_mark_stale(struct node_file *f, uint64_t idx)
+{
+    struct fetch_file *ff = &f->fetch;
+    if (ff->inflight[idx] >= 2 || ff->prio[idx] == NODE_WANT_NONE || ff->n_stale >= NODE_STALE_MAX)
+        return;
+    for (size_t k = 0; k < ff->n_stale; k++)
+        if (ff->stale[k] == idx)
+            return;
+    ff->stale[ff->n_stale++] = idx;
+}
+
+/* A stuck block of f that p may ask for too. */
+static bool pick_stale(struct fetch_peer *p, struct peer_file *pf, struct node_file *f,
+                       uint64_t now, int min_prio, uint64_t *out)
+{
+    struct fetch_file *ff = &f->fetch;
+    for (size_t i = 0; i < ff->n_stale; i++) {
+        uint64_t idx = ff->stale[i];
+        if (ff->prio[idx] == NODE_WANT_NONE) {   /* landed meanwhile */
+            ff->stale[i--] = ff->stale[--ff->n_stale];
+            continue;
+        }
+        if (ff->prio[idx] < min_prio || peer_conn_has_request(&p->conn, f->index, idx) ||
+            peer_file_lacks(pf, idx, now))
+            continue;
+        ff->stale[i] = ff->stale[--ff->n_stale];
+        *out = idx;
+        return true;
+    }
+    return false;
+}
+
+static bool block_skippable(const struct fetch_file *ff, uint64_t idx, int prio)
+{
+    return ff->prio[idx] != prio || ff->inflight[idx];
+}
+
+/* The lowest wanted block of f at exactly prio that p may be asked for. */
+static bool pick_in_file(struct peer_file *pf, struct node_file *f, uint64_t now, int prio,
+                         uint64_t *out)
+{
+    struct fetch_file *ff = &f->fetch;
+    uint64_t count = f->meta->block_count;
+    while (ff->cursor[prio] < count && block_skippable(ff, ff->cursor[prio], prio))
+        ff->cursor[prio]++;
+    uint64_t scanned = 0;
+    for (uint64_t idx = ff->cursor[prio]; idx < count && scanned < NODE_SCAN_LIMIT;
+         idx++, scanned++) {
+        if (block_skippable(ff, idx, prio) || peer_file_lacks(pf, idx, now))
+            continue;
+        *out = idx;
+        return true;
+    }
+    return false;
+}
+
+/* Whether (file, idx) arrived and waits for (or is in) a worker. */
+static bool being_stored(const struct peer_node *n, uint32_t file, uint64_t idx)
+{
+    for (const struct put_item *it = n->put_head; it; it = it->next)
+        if (it->block == idx && it->file == file)
+            return true;
+    for (const struct put_item *it = n->put_busy; it; it = it->next)
+        if (it->block == idx && it->file == file)
+            return true;
+    return false;
+}
+
+/* Endgame: a wanted block of f already asked of one peer, for p too. */
+static bool pick_endgame(struct peer_node *n, struct fetch_peer *p, struct peer_file *pf,
+                         struct node_file *f, uint64_t now, uint64_t *out)
+{
+    struct fetch_file *ff = &f->fetch;
+    uint64_t count = f->meta->block_count;
+    if (ff->wanted_missing == 0 || ff->wanted_missing > NODE_ENDGAME_BLOCKS)
+        return false;
+    while (ff->low_wanted < count && ff->prio[ff->low_wanted] == NODE_WANT_NONE)
+        ff->low_wanted++;
+    uint64_t end = ff->low_wanted + NODE_SCAN_LIMIT;
+    for (uint64_t idx = ff->low_wanted; idx < count && idx < end; idx++) {
+        if (ff->prio[idx] == NODE_WANT_NONE || ff->inflight[idx] != 1)
+            continue;
+        if (!peer_file_lacks(pf, idx, now) && !peer_conn_has_request(&p->conn, f->index, idx) &&
+            !being_stored(n, f->index, idx)) {
+            *out = idx;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The k-th file of p in this round's order, if it may be asked now. */
+static struct node_file *peer_file_at(struct peer_node *n, struct fetch_peer *p, size_t k,
+                                      uint64_t now, struct peer_file **pf)
+{
+    *pf = &p->files[(p->rr + k) % p->n_files];
+    struct node_file *f = (*pf)->file < n->n_files ? n->files[(*pf)->file] : NULL;
+    if (!f || !peer_file_askable(*pf, now) || !fetch_file_active(f, now))
+        return NULL;
+    return f;
+}
+
+bool fetch_pick(struct peer_node *n, struct fetch_peer *p, uint64_t now, int min_prio,
+                uint32_t *file, uint64_t *idx)
+{
+    size_t nf = p->n_files;
+    struct peer_file *pf;
+    for (size_t k = 0; k < nf; k++) {
+        struct node_file *f = peer_file_at(n, p, k, now, &pf);
+        if (f && pick_stale(p, pf, f, now, min_prio, idx))
+            goto found;
+    }
+    for (int prio = NODE_WANT_URGENT; prio >= min_prio; prio--)
+        for (size_t k = 0; k < nf; k++) {
+            struct node_file *f = peer_file_at(n, p, k, now, &pf);
+            if (f && pick_in_file(pf, f, now, prio, idx))
+                goto found;
+        }
+    if (min_prio > NODE_WANT_BACKGROUND)
+        return false;   /* past its depth: only urgent work */
+    for (size_t k = 0; k < nf; k++) {
+        struct node_file *f = peer_file_at(n, p, k, now, &pf);
+        if (f && pick_endgame(n, p, pf, f, now, idx))
+            goto found;
+    }
+    return false;
+found:
+    *file = pf->file;
+    p->rr = (size_t)(pf - p->files) + 1;
+    return true;
+}
