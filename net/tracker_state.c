@@ -95,7 +95,9 @@ struct tracker_state *tracker_state_new(const struct tracker_config *cfg)
     if (!c->expiry_s) c->expiry_s = TRACKER_DEFAULT_EXPIRY_S;
     if (!c->max_hashes) c->max_hashes = TRACKER_DEFAULT_MAX_HASHES;
     if (!c->max_peers_per_hash) c->max_peers_per_hash = TRACKER_DEFAULT_MAX_PEERS_PER_HASH;
-    if (!c->max_hashes_per_source) c->max_hashes_per_source = TRACKER_DEFAULT_MAX_HASHES_PER_SOURCE;
+    /* Half the table: one source alone never fills it, yet one host may
+     * seed thousands of files. */
+    if (!c->max_hashes_per_source) c->max_hashes_per_source = c->max_hashes / 2 ? c->max_hashes / 2 : 1;
     if (!c->max_ports_per_source) c->max_ports_per_source = TRACKER_DEFAULT_MAX_PORTS_PER_SOURCE;
     c->max_hashes_per_source = min_size(c->max_hashes_per_source, c->max_hashes);
     c->max_ports_per_source = min_size(c->max_ports_per_source, c->max_peers_per_hash);

@@ -41,7 +41,6 @@
 #define TRACKER_DEFAULT_EXPIRY_S 1800
 #define TRACKER_DEFAULT_MAX_HASHES 10000
 #define TRACKER_DEFAULT_MAX_PEERS_PER_HASH 1000
-#define TRACKER_DEFAULT_MAX_HASHES_PER_SOURCE 1000
 #define TRACKER_DEFAULT_MAX_PORTS_PER_SOURCE 16
 
 struct tracker_config {
@@ -49,7 +48,7 @@ struct tracker_config {
     uint32_t expiry_s;            /* 0: 1800 */
     size_t max_hashes;            /* 0: 10000 */
     size_t max_peers_per_hash;    /* 0: 1000 */
-    size_t max_hashes_per_source; /* 0: 1000; never more than max_hashes */
+    size_t max_hashes_per_source; /* 0: half of max_hashes; never more than it */
     size_t max_ports_per_source;  /* entries per source in one hash; 0: 16;
                                      never more than max_peers_per_hash */
     uint64_t seed;                /* shuffle seed; 0: from the clock */

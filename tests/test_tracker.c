@@ -275,6 +275,19 @@ static void fake_ports_on_allowed_hash(void **state)
     tracker_state_free(ts);
 }
 
+/* By default one source fills at most half the table. */
+static void source_gets_half_the_table(void **state)
+{
+    (void)state;
+    struct tracker_config cfg = {.seed = 1, .max_hashes = 10};
+    struct tracker_state *ts = tracker_state_new(&cfg);
+    for (uint8_t h = 1; h <= 8; h++)
+        assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, h, LOOPBACK(3), 7003, LOOPBACK(3), T0 + h), 0);
+    assert_int_equal(tracker_state_source_entries(ts, LOOPBACK(3)), 5);
+    assert_int_equal(tracker_state_hash_count(ts), 5);
+    tracker_state_free(ts);
+}
+
 /* A source over its hash cap loses its own oldest hash, nobody else's. */
 static void source_hash_cap_takes_its_own_oldest(void **state)
 {
@@ -306,7 +319,7 @@ static void source_hash_cap_takes_its_own_oldest(void **state)
 static void full_table_takes_from_the_heaviest(void **state)
 {
     (void)state;
-    struct tracker_config cfg = {.seed = 1, .max_hashes = 10};
+    struct tracker_config cfg = {.seed = 1, .max_hashes = 10, .max_hashes_per_source = 10};
     struct tracker_state *ts = tracker_state_new(&cfg);
     assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, LOOPBACK(2), 7002, LOOPBACK(2), T0), 0);
     for (uint8_t h = 2; h <= 10; h++)
@@ -627,6 +640,7 @@ int main(void)
         cmocka_unit_test(vouching_cannot_be_borrowed),
         cmocka_unit_test(flood_from_one_source_keeps_the_seeder),
         cmocka_unit_test(fake_ports_on_allowed_hash),
+        cmocka_unit_test(source_gets_half_the_table),
         cmocka_unit_test(source_hash_cap_takes_its_own_oldest),
         cmocka_unit_test(full_table_takes_from_the_heaviest),
         cmocka_unit_test(full_peer_list_takes_from_the_heaviest),
