@@ -37,6 +37,7 @@
 #define TS_MIN_CONNECTIONS 4
 #define TS_ACCEPT_PAUSE_MS 100          /* after an accept error nothing else cures */
 #define TS_TICK_MAX_MS 1000
+#define TS_SHED_TRIES 4                 /* candidates read once more before one is shed */
 
 enum ts_warning { WARN_FULL, WARN_SOURCE, WARN_NO_FDS, WARN_ACCEPT, WARN_MEMORY, NWARNINGS };
 
@@ -210,24 +211,36 @@ static void conn_close(struct tracker_server *srv, struct conn *c)
     atomic_fetch_sub_explicit(&srv->connections_open, 1, memory_order_relaxed);
 }
 
+static void conn_run(struct tracker_server *srv, struct conn *c);
+
 /* Make room: close the connection that has been slowest to send its
- * request (of this source, or of anybody for source 0). false: none. */
+ * request (of this source, or of anybody for source 0). It is read once
+ * more first: a request that came after all is answered (which frees the
+ * slot too). false: nobody to shed. */
 static bool shed_oldest_reading(struct tracker_server *srv, uint32_t source)
 {
-    struct conn *c = srv->lists[READING].first;
-    while (c && source && c->source != source)
-        c = c->link[READING].next;
-    if (!c)
-        return false;
-    if (cascade_log_enabled(CASCADE_LOG_DEBUG)) {
-        char ip[16];
-        format_ip(c->source, ip, sizeof ip);
-        log_debug("tracker: shedding a connection from %s that sent %zu of %d bytes",
-                  ip, c->got, WIRE_TRACKER_REQUEST_LEN);
+    for (int tries = 0; tries < TS_SHED_TRIES; tries++) {
+        struct conn *c = srv->lists[READING].first;
+        while (c && source && c->source != source)
+            c = c->link[READING].next;
+        if (!c)
+            return false;
+        conn_run(srv, c);
+        if (c->fd < 0)
+            return true;            /* answered, or gone */
+        if (!c->reading)
+            continue;               /* its answer is on the way: not to be shed */
+        if (cascade_log_enabled(CASCADE_LOG_DEBUG)) {
+            char ip[16];
+            format_ip(c->source, ip, sizeof ip);
+            log_debug("tracker: shedding a connection from %s that sent %zu of %d bytes",
+                      ip, c->got, WIRE_TRACKER_REQUEST_LEN);
+        }
+        count(&srv->shed);          /* counted first: the client may look at once */
+        conn_close(srv, c);
+        return true;
     }
-    count(&srv->shed);              /* counted first: the client may look at once */
-    conn_close(srv, c);
-    return true;
+    return false;
 }
 
 /* ---- answering ----------------------------------------------------------- */
