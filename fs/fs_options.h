@@ -19,7 +19,7 @@
 #include "net/tracker_client.h"
 
 #define FS_DEFAULT_LISTEN "0.0.0.0:0"
-#define FS_DEFAULT_READAHEAD_BLOCKS 4
+#define FS_DEFAULT_READAHEAD_BLOCKS 2
 #define FS_DEFAULT_TIMEOUT_S 30
 
 /* Filled by fs_options_parse; strings are owned (free with fs_options_free). */
@@ -28,7 +28,7 @@ struct fs_options {
     char *listen;           /* -o listen=IP:PORT for serving blocks */
     char *cache;            /* -o cache=DIR (NULL: the store's default root) */
     char *data;             /* -o data=PATH: a local data file (one .cascade only) */
-    unsigned readahead;     /* -o readahead=N: first read-ahead window, in blocks */
+    unsigned readahead;     /* -o readahead=N: read-ahead beyond a run, in blocks */
     unsigned timeout;       /* -o timeout=SECONDS: a read waits this long, then EIO */
     int fill;               /* -o fill: fetch every block in the background */
     int nosplice;           /* -o nosplice: copy read replies through memory */

@@ -3,15 +3,15 @@
 
 #include "cascade/util.h"
 
-void fs_readahead_init(struct fs_readahead *ra, uint64_t initial_blocks, uint64_t block_size)
+void fs_readahead_init(struct fs_readahead *ra, uint64_t start_blocks, uint64_t block_size)
 {
-    uint64_t initial;
-    if (cascade_mul_overflows(initial_blocks, block_size, &initial))
-        initial = UINT64_MAX / 2;
-    ra->initial = initial;
-    ra->cap = initial > FS_RA_MAX_WINDOW ? initial : FS_RA_MAX_WINDOW;
-    ra->window = initial;
-    ra->next_off = 0;       /* a read from the start counts as sequential */
+    uint64_t start;
+    if (cascade_mul_overflows(start_blocks, block_size, &start))
+        start = UINT64_MAX / 2;
+    ra->start = start;
+    ra->cap = start > FS_RA_MAX_WINDOW ? start : FS_RA_MAX_WINDOW;
+    ra->run_start = 0;      /* a read from the start counts as sequential */
+    ra->next_off = 0;
     ra->wanted_end = 0;
 }
 
@@ -28,25 +28,26 @@ void fs_readahead_on_read(struct fs_readahead *ra, uint64_t off, uint64_t len,
     *pf_off = end;
     *pf_len = 0;
     if (!is_sequential(ra, off)) {
-        /* Random access: what is asked, nothing more; start small again. */
-        ra->window = ra->initial;
+        /* A jump: a new run begins here; what is asked, nothing more. */
+        ra->run_start = off;
         ra->next_off = end;
         ra->wanted_end = end;
         return;
     }
     if (end > ra->next_off)
         ra->next_off = end;
-    if (ra->window == 0)
+    if (ra->start == 0)
         return;
+    /* As far ahead as the run is long, plus the start. */
+    uint64_t run = ra->next_off > ra->run_start ? ra->next_off - ra->run_start : 0;
+    uint64_t window = run > ra->cap - ra->start ? ra->cap : run + ra->start;
     uint64_t want_end = file_size;
-    if (ra->next_off < file_size && file_size - ra->next_off > ra->window)
-        want_end = ra->next_off + ra->window;
+    if (ra->next_off < file_size && file_size - ra->next_off > window)
+        want_end = ra->next_off + window;
     uint64_t from = ra->wanted_end > ra->next_off ? ra->wanted_end : ra->next_off;
     if (want_end > from) {
         *pf_off = from;
         *pf_len = want_end - from;
         ra->wanted_end = want_end;
     }
-    /* Reads keep up with the window: let it grow. */
-    ra->window = ra->window > ra->cap / 2 ? ra->cap : ra->window * 2;
 }

@@ -71,7 +71,8 @@
 #define BS_MAX_EVENTS 256
 #define BS_ANSWERS_PER_TURN 16          /* then let other connections run */
 #define BS_ACCEPTS_PER_TURN 64
-#define BS_SEND_BUDGET (4u << 20)       /* block bytes per connection per turn */
+#define BS_SEND_BUDGET (1u << 20)       /* block bytes per connection per turn */
+#define BS_NOTSENT_LOWAT (128 * 1024)   /* unsent bytes a connection may queue in the kernel */
 #define BS_MESSAGE_MAX 128              /* status message text, bytes */
 #define BS_TICK_MAX_MS 1000             /* deadline sweep at least this often */
 #define BS_SHED_TRIES 8                 /* heads read (and skipped if they asked) per newcomer */
@@ -332,6 +333,11 @@ static void conn_open(struct block_server *srv, int fd, const struct sockaddr_in
     int one = 1;
     /* Small status answers must not wait for delayed ACKs (Nagle). */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* Keep little unsent in the kernel, so on a capped uplink it is our
+     * turns across connections that share it out, not the size of each
+     * socket's buffer (one greedy peer cannot starve the rest). */
+    int lowat = BS_NOTSENT_LOWAT;
+    setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
     c->fd = fd;
     c->peer = *peer;
     c->addr = a;

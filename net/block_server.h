@@ -17,6 +17,9 @@
  * keeps its slot); with nobody waiting the newcomer is refused (closed at
  * once). Shed and refused connections are summed in one warning every
  * 10 s at most, never logged one by one.
+ * Uploads are shared fairly: connections take turns (at most a MiB of
+ * block bytes each), and each may queue only a little unsent data in the
+ * kernel (TCP_NOTSENT_LOWAT), so on a capped uplink the turns are real.
  * Starting a server raises the process's soft RLIMIT_NOFILE to the hard
  * limit (process-wide), and max_connections is held to 3/4 of it.
  *

@@ -101,6 +101,8 @@ static void peer_disconnect(struct peer_node *n, struct fetch_peer *p, enum peer
             n->peers_dropped++;
             log_warn("peer %s dropped: %s", a, why);
         }
+        for (size_t i = 0; i < p->n_files; i++)   /* its word counts no more */
+            peer_file_forget_lacks(n->files[p->files[i].file], &p->files[i]);
         return;
     }
     /* Closing a connection that has served us and has nothing pending is
@@ -119,11 +121,22 @@ static void peer_disconnect(struct peer_node *n, struct fetch_peer *p, enum peer
         delay = NODE_BACKOFF_MAX_MS;
     p->retry_at_ms = cascade_now_ms() + delay;
     log_debug("peer %s: %s; retry in %llu ms", a, why, (unsigned long long)delay);
+    if (p->failures == NODE_FORGET_FAILURES && !p->for_all_files) {
+        /* Gone for half a minute: no longer known for any file, until a
+         * tracker lists it again (its backoff stays). */
+        log_debug("peer %s: forgotten after %d failures", a, p->failures);
+        for (size_t i = 0; i < p->n_files; i++)
+            peer_file_forget_lacks(n->files[p->files[i].file], &p->files[i]);
+        p->n_files = 0;
+    }
 }
 
-/* Requests in flight for p: enough bytes for its largest blocks; peers at
- * least half as fast as the fastest get a deeper pipeline. */
-static int peer_depth(const struct peer_node *n, const struct fetch_peer *p, double best_rate)
+/* Requests in flight for p: enough bytes to keep its link busy for
+ * NODE_PIPELINE_MS at its measured rate, one block more (so the rate can
+ * grow), two at least: a slow link is not flooded with requests that then
+ * time out, a fast one is never idle. Before any rate is known,
+ * NODE_BYTES_IN_FLIGHT. In blocks of its largest block size. */
+static int peer_depth(const struct peer_node *n, const struct fetch_peer *p)
 {
     if (n->cfg.pipeline_depth > 0)
         return n->cfg.pipeline_depth;
@@ -133,18 +146,17 @@ static int peer_depth(const struct peer_node *n, const struct fetch_peer *p, dou
         if (bs > biggest)
             biggest = bs;
     }
-    uint64_t d = NODE_BYTES_IN_FLIGHT / biggest;
-    int depth = d < 2 ? 2 : d > NODE_MAX_DEPTH / 2 ? NODE_MAX_DEPTH / 2 : (int)d;
-    if (best_rate > 0 && p->rate >= best_rate / 2)
-        depth *= 2;
-    return depth > NODE_MAX_DEPTH ? NODE_MAX_DEPTH : depth;
+    double bytes = p->rate > 0 ? p->rate * NODE_PIPELINE_MS / 1000.0
+                               : (double)NODE_BYTES_IN_FLIGHT;
+    double d = bytes / (double)biggest + 1;
+    return d < 2 ? 2 : d > NODE_MAX_DEPTH ? NODE_MAX_DEPTH : (int)d;
 }
 
 /* Queue requests on p up to its pipeline depth; urgent blocks (a reader
  * waits) may go a little past it rather than wait for a free slot. */
-static void peer_refill(struct peer_node *n, struct fetch_peer *p, uint64_t now, double best_rate)
+static void peer_refill(struct peer_node *n, struct fetch_peer *p, uint64_t now)
 {
-    int depth = peer_depth(n, p, best_rate);
+    int depth = peer_depth(n, p);
     for (;;) {
         int busy = (int)p->conn.inflight_count + p->verifying;
         if (busy >= depth + NODE_URGENT_EXTRA)
@@ -282,11 +294,17 @@ static void fetch_check_timeouts(struct peer_node *n, uint64_t now)
 
 /* ---- answers ---- */
 
+/* The peer's rate while it has work (idle time does not lower it). */
 static void peer_update_rate(struct fetch_peer *p, uint64_t now)
 {
     uint64_t dt = now - p->rate_mark_ms;
     if (dt < 200)
         return;
+    if (p->conn.inflight_count == 0) {
+        p->rate_mark_ms = now;
+        p->rate_mark_bytes = p->conn.bytes_received;
+        return;
+    }
     double inst = (double)(p->conn.bytes_received - p->rate_mark_bytes) * 1000.0 / (double)dt;
     p->rate = p->rate > 0 ? 0.7 * p->rate + 0.3 * inst : inst;
     p->rate_mark_ms = now;
@@ -319,7 +337,7 @@ static bool handle_answer(struct peer_node *n, size_t pi, struct peer_answer *an
     }
     case WIRE_STATUS_NOT_PRESENT:
         if (pf)
-            peer_file_mark_lacks(pf, f->meta, ans->block);
+            peer_file_mark_lacks(f, pf, ans->block);
         fetch_block_release(f, ans->block);
         fetch_file_settle(f);
         return true;
@@ -406,20 +424,16 @@ static size_t fetch_schedule(struct peer_node *n)
     uint64_t now = cascade_now_ms();
     pthread_mutex_lock(&n->lock);
     fetch_check_timeouts(n, now);
-    double best_rate = 0;
     for (size_t i = 0; i < n->n_peers; i++) {
         struct fetch_peer *p = n->peers[i];
         if (p->open && p->banned)
             peer_disconnect(n, p, PEER_BAN, "banned");
-        if (p->open) {
+        if (p->open)
             peer_update_rate(p, now);
-            if (p->rate > best_rate)
-                best_rate = p->rate;
-        }
     }
     for (size_t i = 0; i < n->n_peers; i++)
         if (n->peers[i]->open && n->peers[i]->conn.connected)
-            peer_refill(n, n->peers[i], now, best_rate);
+            peer_refill(n, n->peers[i], now);
     fetch_connect_more(n, now);
     size_t npeers = n->n_peers;
     pthread_mutex_unlock(&n->lock);

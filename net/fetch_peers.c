@@ -117,20 +117,21 @@ struct peer_file *fetch_peer_file(struct fetch_peer *p, uint32_t file)
     return NULL;
 }
 
-void fetch_peer_listed(struct peer_node *n, struct fetch_peer *p, uint32_t file)
+bool fetch_peer_listed(struct peer_node *n, struct fetch_peer *p, uint32_t file)
 {
     (void)n;
     if (fetch_peer_file(p, file))
-        return;
+        return false;
     if (p->n_files == p->files_cap) {
         size_t cap = p->files_cap ? 2 * p->files_cap : 4;
         struct peer_file *grown = realloc(p->files, cap * sizeof *grown);
         if (!grown)
-            return;
+            return false;
         p->files = grown;
         p->files_cap = cap;
     }
     p->files[p->n_files++] = (struct peer_file){.file = file};
+    return true;
 }
 
 void fetch_peers_add_static(struct peer_node *n, struct node_file *f)
@@ -142,21 +143,23 @@ void fetch_peers_add_static(struct peer_node *n, struct node_file *f)
     }
 }
 
-void fetch_peers_from_tracker(struct peer_node *n, uint32_t file,
-                              const struct wire_peer_record *recs, size_t count,
-                              const struct sockaddr_in *announced, size_t tracker)
+size_t fetch_peers_from_tracker(struct peer_node *n, uint32_t file,
+                                const struct wire_peer_record *recs, size_t count,
+                                const struct sockaddr_in *announced, size_t tracker)
 {
     if (tracker < TRACKER_LIST_MAX)
         n->announced[tracker] = *announced;
     if (file >= n->n_files)
-        return;
+        return 0;
+    size_t added = 0;
     for (size_t i = 0; i < count; i++) {
         struct sockaddr_in a;
         sock_make_addr(recs[i].ip, recs[i].port, &a);
         struct fetch_peer *p = fetch_peer_get(n, &a);
-        if (p)
-            fetch_peer_listed(n, p, file);
+        if (p && fetch_peer_listed(n, p, file))
+            added++;
     }
+    return added;
 }
 
 /* ---- what a peer said of a file ---- */
@@ -166,25 +169,41 @@ bool peer_file_askable(const struct peer_file *pf, uint64_t now)
     return pf->refused_until_ms <= now;
 }
 
-bool peer_file_lacks(struct peer_file *pf, uint64_t idx, uint64_t now)
+void peer_file_forget_lacks(struct node_file *f, struct peer_file *pf)
+{
+    if (!pf->lacks)
+        return;
+    uint8_t *counts = f->fetch.lacked_by;
+    for (uint64_t i = 0; counts && i < f->meta->block_count; i++)
+        if (bitmap_get(pf->lacks, i) && counts[i] > 0)
+            counts[i]--;
+    free(pf->lacks);
+    pf->lacks = NULL;
+}
+
+bool peer_file_lacks(struct node_file *f, struct peer_file *pf, uint64_t idx, uint64_t now)
 {
     if (!pf->lacks)
         return false;
     if (now - pf->lacks_since_ms > NODE_LACKS_FORGET_MS) {
-        free(pf->lacks);
-        pf->lacks = NULL;
+        peer_file_forget_lacks(f, pf);
         return false;
     }
     return bitmap_get(pf->lacks, idx);
 }
 
-void peer_file_mark_lacks(struct peer_file *pf, const struct cascade_meta *m, uint64_t idx)
+void peer_file_mark_lacks(struct node_file *f, struct peer_file *pf, uint64_t idx)
 {
     if (!pf->lacks) {
-        pf->lacks = calloc(bitmap_bytes(m->block_count) + 1, 1);
+        pf->lacks = calloc(bitmap_bytes(f->meta->block_count) + 1, 1);
         if (!pf->lacks)
             return;
         pf->lacks_since_ms = cascade_now_ms();
     }
+    if (bitmap_get(pf->lacks, idx))
+        return;
     bitmap_set(pf->lacks, idx);
+    uint8_t *counts = f->fetch.lacked_by;
+    if (counts && counts[idx] < UINT8_MAX)
+        counts[idx]++;
 }

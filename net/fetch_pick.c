@@ -5,13 +5,20 @@
  *   1. a block stuck on a slow peer (a duplicate request elsewhere: the
  *      head of a connection after the request timeout, urgent blocks after
  *      NODE_URGENT_STUCK_MS);
- *   2. the highest priority wanted block that is not in flight, lowest
- *      index first (urgent before read-ahead before background, across
- *      files); a cursor per file and priority skips what is done or out;
+ *   2. the highest priority wanted block that is not in flight (urgent
+ *      before read-ahead before background, across files). Urgent and
+ *      read-ahead blocks go lowest index first (a reader waits for them in
+ *      order; a cursor per file and priority skips what is done or out).
+ *      Background blocks (fill, get, seed) are chosen so that peers hold
+ *      different blocks early: the rarest we know of first (the block most
+ *      peers lately said they lack), ties broken from a random start, so
+ *      that fifteen peers starting together ask a seeder for fifteen
+ *      different blocks and soon have something to give each other;
  *   3. in the endgame (few blocks missing, all in flight) a second request
  *      for one still on the wire elsewhere (not one already received and
  *      being stored), so a slow peer cannot hold the last ones.
- * A peer that said it lacks a block is not asked for it again for a while. */
+ * A peer that said it lacks a block is not asked for it again for a
+ * couple of seconds (NODE_LACKS_FORGET_MS). */
 #include <stdint.h>
 
 #include "net/node_internal.h"
@@ -39,7 +46,7 @@ static bool pick_stale(struct fetch_peer *p, struct peer_file *pf, struct node_f
             continue;
         }
         if (ff->prio[idx] < min_prio || peer_conn_has_request(&p->conn, f->index, idx) ||
-            peer_file_lacks(pf, idx, now))
+            peer_file_lacks(f, pf, idx, now))
             continue;
         ff->stale[i] = ff->stale[--ff->n_stale];
         *out = idx;
@@ -54,8 +61,8 @@ static bool block_skippable(const struct fetch_file *ff, uint64_t idx, int prio)
 }
 
 /* The lowest wanted block of f at exactly prio that p may be asked for. */
-static bool pick_in_file(struct peer_file *pf, struct node_file *f, uint64_t now, int prio,
-                         uint64_t *out)
+static bool pick_in_order(struct peer_file *pf, struct node_file *f, uint64_t now, int prio,
+                          uint64_t *out)
 {
     struct fetch_file *ff = &f->fetch;
     uint64_t count = f->meta->block_count;
@@ -64,12 +71,57 @@ static bool pick_in_file(struct peer_file *pf, struct node_file *f, uint64_t now
     uint64_t scanned = 0;
     for (uint64_t idx = ff->cursor[prio]; idx < count && scanned < NODE_SCAN_LIMIT;
          idx++, scanned++) {
-        if (block_skippable(ff, idx, prio) || peer_file_lacks(pf, idx, now))
+        if (block_skippable(ff, idx, prio) || peer_file_lacks(f, pf, idx, now))
             continue;
         *out = idx;
         return true;
     }
     return false;
+}
+
+static uint64_t node_random(struct peer_node *n)
+{
+    n->rng ^= n->rng << 13;
+    n->rng ^= n->rng >> 7;
+    n->rng ^= n->rng << 17;
+    return n->rng;
+}
+
+/* A background block of f for p: of up to NODE_RARE_SCAN candidates from
+ * a random start (not in flight, not said lacking by p), the one most
+ * peers said they lack. Bounded work whatever the file's size. */
+static bool pick_rarest(struct peer_node *n, struct peer_file *pf, struct node_file *f,
+                        uint64_t now, uint64_t *out)
+{
+    struct fetch_file *ff = &f->fetch;
+    uint64_t count = f->meta->block_count;
+    uint64_t start = node_random(n) % count, best = UINT64_MAX;
+    int best_rarity = -1;
+    size_t weighed = 0;
+    for (uint64_t k = 0; k < count && k < NODE_SCAN_LIMIT && weighed < NODE_RARE_SCAN; k++) {
+        uint64_t idx = start + k < count ? start + k : start + k - count;
+        if (block_skippable(ff, idx, NODE_WANT_BACKGROUND))
+            continue;
+        weighed++;
+        if (peer_file_lacks(f, pf, idx, now))
+            continue;
+        int rarity = ff->lacked_by[idx];
+        if (rarity > best_rarity) {
+            best_rarity = rarity;
+            best = idx;
+        }
+    }
+    if (best == UINT64_MAX)
+        return false;
+    *out = best;
+    return true;
+}
+
+static bool pick_in_file(struct peer_node *n, struct peer_file *pf, struct node_file *f,
+                         uint64_t now, int prio, uint64_t *out)
+{
+    return prio == NODE_WANT_BACKGROUND ? pick_rarest(n, pf, f, now, out)
+                                        : pick_in_order(pf, f, now, prio, out);
 }
 
 /* Whether (file, idx) arrived and waits for (or is in) a worker. */
@@ -98,7 +150,7 @@ static bool pick_endgame(struct peer_node *n, struct fetch_peer *p, struct peer_
     for (uint64_t idx = ff->low_wanted; idx < count && idx < end; idx++) {
         if (ff->prio[idx] == NODE_WANT_NONE || ff->inflight[idx] != 1)
             continue;
-        if (!peer_file_lacks(pf, idx, now) && !peer_conn_has_request(&p->conn, f->index, idx) &&
+        if (!peer_file_lacks(f, pf, idx, now) && !peer_conn_has_request(&p->conn, f->index, idx) &&
             !being_stored(n, f->index, idx)) {
             *out = idx;
             return true;
@@ -131,7 +183,7 @@ bool fetch_pick(struct peer_node *n, struct fetch_peer *p, uint64_t now, int min
     for (int prio = NODE_WANT_URGENT; prio >= min_prio; prio--)
         for (size_t k = 0; k < nf; k++) {
             struct node_file *f = peer_file_at(n, p, k, now, &pf);
-            if (f && pick_in_file(pf, f, now, prio, idx))
+            if (f && pick_in_file(n, pf, f, now, prio, idx))
                 goto found;
         }
     if (min_prio > NODE_WANT_BACKGROUND)

@@ -138,14 +138,15 @@ static void source_release(void *ctx, void *file, uint64_t bytes_sent)
 
 /* ---- the tracker agent's answers ---- */
 
-static void on_tracker_peers(void *ctx, uint32_t file, const struct wire_peer_record *recs,
-                             size_t count, const struct sockaddr_in *announced, size_t tracker)
+static size_t on_tracker_peers(void *ctx, uint32_t file, const struct wire_peer_record *recs,
+                               size_t count, const struct sockaddr_in *announced, size_t tracker)
 {
     struct peer_node *n = ctx;
     pthread_mutex_lock(&n->lock);
-    fetch_peers_from_tracker(n, file, recs, count, announced, tracker);
+    size_t added = fetch_peers_from_tracker(n, file, recs, count, announced, tracker);
     pthread_mutex_unlock(&n->lock);
     node_wake_loop(n);
+    return added;
 }
 
 /* ---- start ---- */
@@ -236,6 +237,7 @@ int node_start(const struct node_config *cfg, struct peer_node **out, char *err,
     n->wake_fd = -1;
     atomic_init(&n->stores_open, 0);
     atomic_init(&n->interrupt_pending, false);
+    n->rng = (cascade_now_ms() ^ ((uint64_t)getpid() << 32)) | 1;
     node_apply_defaults(n);
     if (pthread_mutex_init(&n->lock, NULL) != 0 ||
         cascade_cond_init_monotonic(&n->put_ready) != 0 ||
@@ -375,8 +377,8 @@ void node_get_stats(struct peer_node *n, struct node_stats *out)
         out->bytes_fetched += atomic_load_explicit(&f->bytes_fetched, memory_order_relaxed);
         out->bytes_served += atomic_load_explicit(&f->bytes_served, memory_order_relaxed);
         tables += sizeof *f;
-        if (f->fetch.prio)   /* a priority and a request count per block */
-            tables += 2 * (size_t)(f->meta->block_count ? f->meta->block_count : 1);
+        if (f->fetch.prio)   /* a priority, a request count and a rarity per block */
+            tables += 3 * (size_t)(f->meta->block_count ? f->meta->block_count : 1);
     }
     out->table_bytes = tables;
     out->stores_open = (size_t)atomic_load(&n->stores_open);

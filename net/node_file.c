@@ -69,6 +69,7 @@ void node_file_free(struct node_file *f)
         return;
     free(f->fetch.prio);
     free(f->fetch.inflight);
+    free(f->fetch.lacked_by);
     pthread_mutex_destroy(&f->store_lock);
     pthread_cond_destroy(&f->store_changed);
     pthread_cond_destroy(&f->landed);
@@ -287,10 +288,12 @@ static int fetch_file_alloc(struct node_file *f)
     uint64_t count = f->meta->block_count;
     ff->prio = calloc(count ? count : 1, 1);
     ff->inflight = calloc(count ? count : 1, 1);
-    if (!ff->prio || !ff->inflight) {
+    ff->lacked_by = calloc(count ? count : 1, 1);
+    if (!ff->prio || !ff->inflight || !ff->lacked_by) {
         free(ff->prio);
         free(ff->inflight);
-        ff->prio = ff->inflight = NULL;
+        free(ff->lacked_by);
+        ff->prio = ff->inflight = ff->lacked_by = NULL;
         return -1;
     }
     return 0;

@@ -25,8 +25,12 @@
 
 #define NODE_MAX_PEERS 1024                /* known peers kept; more are ignored */
 #define NODE_MAX_DEPTH 64
-#define NODE_BYTES_IN_FLIGHT (4u << 20)    /* per peer, for the default depth */
-#define NODE_LACKS_FORGET_MS 30000         /* re-ask a peer that said "not present" */
+#define NODE_BYTES_IN_FLIGHT (2u << 20)    /* per peer, before its rate is known */
+#define NODE_PIPELINE_MS 500               /* a peer's pipeline: this long at its rate */
+#define NODE_FORGET_FAILURES 6             /* failures in a row (about 30 s): forget it */
+#define NODE_LACKS_FORGET_MS 2000          /* re-ask a peer that said "not present": a
+                                              young swarm's holdings grow by the second */
+#define NODE_RARE_SCAN 256                 /* background candidates weighed per pick */
 #define NODE_REFUSED_MS (5 * 60 * 1000)    /* a peer that said "unknown hash" */
 #define NODE_STALE_MAX 64
 #define NODE_SCAN_LIMIT 8192               /* blocks looked at per pick and file */
@@ -49,6 +53,8 @@
 struct fetch_file {
     uint8_t *prio;               /* enum node_priority per block, NONE once held */
     uint8_t *inflight;           /* requests out + blocks being stored, per block */
+    uint8_t *lacked_by;          /* peers that said lately they lack it, per block:
+                                    the rarer a block, the sooner we ask for it */
     uint64_t wanted_missing;     /* blocks with a priority */
     uint64_t requests;           /* sum of inflight */
     uint64_t cursor[NODE_WANT_URGENT + 1];
@@ -182,6 +188,7 @@ struct peer_node {
     struct pooled_buffer pool[NODE_POOL_MAX];
     size_t n_pool;
     uint64_t buf_idle_since_ms;  /* nothing out since */
+    uint64_t rng;                /* xorshift state: random first blocks */
 
     int wake_fd;                 /* eventfd: wakes the fetch loop */
     pthread_t loop_thread;
@@ -280,24 +287,29 @@ void node_house_stop(struct peer_node *n);
 void node_house_kick(struct peer_node *n);
 
 /* ---- fetch_peers.c (under lock) ---- */
+/* (peer_file_lacks and peer_file_mark_lacks keep f's lacked_by counts.) */
 
 int fetch_peers_init(struct peer_node *n);
 void fetch_peers_free(struct peer_node *n);
 /* The peer record for addr, added if new (NULL: ours, full, or no memory). */
 struct fetch_peer *fetch_peer_get(struct peer_node *n, const struct sockaddr_in *addr);
-/* Peer p was listed for file (or serves every file): ask it from now on. */
-void fetch_peer_listed(struct peer_node *n, struct fetch_peer *p, uint32_t file);
+/* Peer p was listed for file (or serves every file): ask it from now on.
+ * True when that is news. */
+bool fetch_peer_listed(struct peer_node *n, struct fetch_peer *p, uint32_t file);
 /* Every static peer serves file f too. */
 void fetch_peers_add_static(struct peer_node *n, struct node_file *f);
 struct peer_file *fetch_peer_file(struct fetch_peer *p, uint32_t file);
-bool peer_file_lacks(struct peer_file *pf, uint64_t idx, uint64_t now);
-void peer_file_mark_lacks(struct peer_file *pf, const struct cascade_meta *m, uint64_t idx);
+bool peer_file_lacks(struct node_file *f, struct peer_file *pf, uint64_t idx, uint64_t now);
+void peer_file_mark_lacks(struct node_file *f, struct peer_file *pf, uint64_t idx);
+/* Forget what p said it lacks (it is dropped, or its word is old). */
+void peer_file_forget_lacks(struct node_file *f, struct peer_file *pf);
 /* Whether p may be asked for file now. */
 bool peer_file_askable(const struct peer_file *pf, uint64_t now);
-/* Tracker answers for file: add the peers (never ourselves). */
-void fetch_peers_from_tracker(struct peer_node *n, uint32_t file,
-                              const struct wire_peer_record *recs, size_t count,
-                              const struct sockaddr_in *announced, size_t tracker);
+/* Tracker answers for file: add the peers (never ourselves). Returns how
+ * many were not known for that file before. */
+size_t fetch_peers_from_tracker(struct peer_node *n, uint32_t file,
+                                const struct wire_peer_record *recs, size_t count,
+                                const struct sockaddr_in *announced, size_t tracker);
 
 /* ---- fetch_pick.c (under lock) ---- */
 

@@ -34,6 +34,7 @@ struct agent_file {
     uint64_t next_list_ms[TRACKER_LIST_MAX];
     uint64_t early_gap_ms;               /* between lists asked for early */
     uint64_t last_early_ms;
+    uint64_t young_gap_ms;               /* while the swarm grows; 0: settled */
 };
 
 struct agent_tracker {
@@ -134,7 +135,8 @@ static uint64_t agent_next(struct tracker_agent *a, struct agent_task *task)
 
 /* ---- running one query ---- */
 
-static void agent_reschedule(struct tracker_agent *a, const struct agent_task *task, int rc)
+static void agent_reschedule(struct tracker_agent *a, const struct agent_task *task, int rc,
+                             size_t new_peers)
 {
     struct agent_file *f = &a->files[task->file];
     size_t t = task->tracker;
@@ -145,8 +147,21 @@ static void agent_reschedule(struct tracker_agent *a, const struct agent_task *t
                                                                  : AGENT_DEFAULT_SUBSCRIBE_S) * 1000;
     if (rc == TRACKER_QUERY_ENET)
         return;   /* the tracker's backoff decides when to try again */
-    /* Answered (or refused, which asking again soon will not change). */
-    f->next_list_ms[t] = now + agent_jitter(a, list_ms);
+    /* Answered (or refused, which asking again soon will not change). While
+     * the swarm grows, list again soon; each answer with nothing new waits
+     * twice as long, until the usual interval. */
+    uint64_t gap = list_ms;
+    if (rc == TRACKER_QUERY_OK && f->young_gap_ms) {
+        if (new_peers > 0)
+            f->young_gap_ms = TRACKER_AGENT_YOUNG_GAP_MS;
+        else
+            f->young_gap_ms *= 2;
+        if (f->young_gap_ms >= list_ms)
+            f->young_gap_ms = 0;   /* settled */
+        else
+            gap = f->young_gap_ms;
+    }
+    f->next_list_ms[t] = now + agent_jitter(a, gap);
     if (task->cmd == WIRE_CMD_SUBSCRIBE)
         f->next_sub_ms[t] = now + agent_jitter(a, sub_ms);
 }
@@ -191,7 +206,7 @@ static void agent_run(struct tracker_agent *a, struct agent_task *task)
     pthread_mutex_unlock(&a->lock);
 
     struct wire_peer_record *peers = NULL;
-    size_t n = 0;
+    size_t n = 0, new_peers = 0;
     struct sockaddr_in local = {0};
     char why[CASCADE_ERRLEN] = "";
     int rc = tracker_query_cancelable(&tracker, task->cmd, task->hash, sub ? task->ip : 0,
@@ -202,7 +217,7 @@ static void agent_run(struct tracker_agent *a, struct agent_task *task)
         struct sockaddr_in announced;
         sock_make_addr(ip, port, &announced);
         log_debug("tracker: %s: %zu peers", sub ? "subscribe" : "list", n);
-        a->on_peers(a->ctx, task->file, peers, n, &announced, task->tracker);
+        new_peers = a->on_peers(a->ctx, task->file, peers, n, &announced, task->tracker);
     }
     free(peers);
 
@@ -214,7 +229,7 @@ static void agent_run(struct tracker_agent *a, struct agent_task *task)
     if (learned)
         tr->learned_ip = ntohl(local.sin_addr.s_addr);
     agent_note_result(a, task, rc, why);
-    agent_reschedule(a, task, rc);
+    agent_reschedule(a, task, rc, new_peers);
     struct agent_file *f = &a->files[task->file];
     if (learned && f->subscribe && !a->cfg.announce_ip)
         f->next_sub_ms[task->tracker] = cascade_now_ms();   /* subscribe right away */
@@ -320,6 +335,8 @@ int tracker_agent_track(struct tracker_agent *a, uint32_t file, const uint8_t *h
             if (list && !f->list)
                 f->next_list_ms[t] = now;
         }
+        if (list && !f->list)
+            f->young_gap_ms = TRACKER_AGENT_YOUNG_GAP_MS;   /* a young swarm until it stops growing */
         f->subscribe |= subscribe;
         f->list |= list;
         pthread_cond_signal(&a->wake);

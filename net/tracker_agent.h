@@ -6,9 +6,13 @@
  *   - subscribe (announce ourselves as a server of the file) at once and
  *     every subscribe_interval_s when asked to (the tracker forgets a peer
  *     after 1800 s); a subscribe answers with the peer list too;
- *   - list at once and every list_interval_s when asked to, and soon after
- *     tracker_agent_want_peers (the node is short of peers for it), with a
- *     growing gap between such early lists.
+ *   - list at once, then again soon while the list keeps growing (a young
+ *     swarm: peers that start together see each other only after they all
+ *     subscribed, and an answer holds at most 20 peers): after TRACKER_AGENT_
+ *     YOUNG_GAP_MS, doubling each time an answer brings no new peer, until
+ *     the gap reaches list_interval_s, which it keeps from then on; and soon
+ *     after tracker_agent_want_peers (the node is short of peers for it),
+ *     with a growing gap between such early lists.
  * Queries are spread out: at most one every TRACKER_AGENT_GAP_MS, so many
  * files never make a burst, with jitter on every interval. A tracker that
  * fails is backed off (doubling, up to a minute) and logged once per
@@ -30,6 +34,7 @@
 #include "net/wire.h"
 
 #define TRACKER_AGENT_GAP_MS 20          /* between any two queries */
+#define TRACKER_AGENT_YOUNG_GAP_MS 2000  /* first relist of a growing swarm */
 
 struct tracker_agent_config {
     struct tracker_list trackers;
@@ -41,10 +46,11 @@ struct tracker_agent_config {
 };
 
 /* Peers a tracker (index into cfg.trackers) listed for file; announced is
- * how that tracker sees us (to skip ourselves). */
-typedef void (*tracker_agent_peers_fn)(void *ctx, uint32_t file,
-                                       const struct wire_peer_record *peers, size_t n,
-                                       const struct sockaddr_in *announced, size_t tracker);
+ * how that tracker sees us (to skip ourselves). Returns how many of them
+ * were new (the swarm still grows while answers bring new peers). */
+typedef size_t (*tracker_agent_peers_fn)(void *ctx, uint32_t file,
+                                         const struct wire_peer_record *peers, size_t n,
+                                         const struct sockaddr_in *announced, size_t tracker);
 
 struct tracker_agent;
 

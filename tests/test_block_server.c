@@ -993,6 +993,76 @@ static void test_attack_from_100_addresses(void **state)
     run_attack(*state, 100);
 }
 
+/* The server's end of the client connection fd (in this very process). */
+static int server_side_of(int client_fd)
+{
+    struct sockaddr_in mine, theirs;
+    socklen_t len = sizeof mine;
+    assert_int_equal(getsockname(client_fd, (struct sockaddr *)&mine, &len), 0);
+    for (int fd = 0; fd < 4096; fd++) {
+        len = sizeof theirs;
+        if (fd == client_fd || getpeername(fd, (struct sockaddr *)&theirs, &len) != 0 ||
+            len != sizeof theirs)
+            continue;
+        if (theirs.sin_port == mine.sin_port && theirs.sin_addr.s_addr == mine.sin_addr.s_addr)
+            return fd;
+    }
+    return -1;
+}
+
+struct greedy {
+    int fd;
+    const struct file_fixture *ff;
+    int blocks;
+    atomic_uint_fast64_t got;   /* block bytes read so far */
+};
+
+static void *greedy_reader(void *arg)
+{
+    struct greedy *g = arg;
+    for (int i = 0; i < g->blocks; i++) {
+        uint8_t *body;
+        uint64_t len;
+        if (read_answer(g->fd, &body, &len) != WIRE_STATUS_OK)
+            break;
+        free(body);
+        atomic_fetch_add(&g->got, len);
+    }
+    return NULL;
+}
+
+/* Uploads are shared: a client that asks for 32 MiB at once does not make
+ * another wait for all of it (connections take turns of at most a MiB),
+ * and each connection may queue only a little unsent data in the kernel
+ * (TCP_NOTSENT_LOWAT), so that on a capped uplink the turns stay real. */
+static void test_uploads_are_shared(void **state)
+{
+    struct fixture *f = *state;
+    enum { ASKED = 32 };
+    struct greedy g = {.fd = connect_to(f), .ff = &f->big, .blocks = ASKED};
+    atomic_init(&g.got, 0);
+    for (int i = 0; i < ASKED; i++)
+        send_request(g.fd, f->big.meta.cascade_hash, (uint64_t)i % BIG_BLOCKS);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, greedy_reader, &g), 0);
+    int other = connect_to(f);
+    send_request(other, f->big.meta.cascade_hash, 3);
+    expect_block(other, &f->big, 3);
+    uint64_t greedy_got = atomic_load(&g.got);
+    pthread_join(t, NULL);
+    assert_int_equal(atomic_load(&g.got), (uint64_t)ASKED * BIG_BS);
+    assert_true(greedy_got < (uint64_t)ASKED * BIG_BS / 2);   /* the other had its turn early */
+
+    int srv_fd = server_side_of(other);
+    assert_true(srv_fd >= 0);
+    int lowat = 0;
+    socklen_t len = sizeof lowat;
+    assert_int_equal(getsockopt(srv_fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, &len), 0);
+    assert_true(lowat > 0 && lowat <= 256 * 1024);
+    close(other);
+    close(g.fd);
+}
+
 int main(void)
 {
     /* CASCADE_TEST_DEBUG=1 shows the server's debug log (every serve). */
@@ -1011,6 +1081,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idle_timeout_closes, setup_short_idle, teardown),
         cmocka_unit_test_setup_teardown(test_stats_count_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_with_open_connections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_uploads_are_shared, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trickled_request_times_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_silent_new_connection_times_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pause_between_requests_is_idle_time, setup, teardown),

@@ -12,23 +12,42 @@
 #define KiB 1024ull
 #define MiB (1024 * KiB)
 
-static void test_sequential_window_doubles_to_cap(void **state)
+/* The window is the run so far plus the start: it grows with what the
+ * reader has read, up to the cap. */
+static void test_window_follows_the_run(void **state)
 {
     (void)state;
     struct fs_readahead ra;
     uint64_t off, len, file = 1024 * MiB;
-    fs_readahead_init(&ra, 4, 64 * KiB);          /* 256 KiB first window */
+    fs_readahead_init(&ra, 4, 64 * KiB);          /* 256 KiB start */
     fs_readahead_on_read(&ra, 0, 128 * KiB, file, &off, &len);
     assert_int_equal(off, 128 * KiB);
-    assert_int_equal(len, 256 * KiB);
+    assert_int_equal(len, 128 * KiB + 256 * KiB);  /* run 128 KiB + start */
     fs_readahead_on_read(&ra, 128 * KiB, 128 * KiB, file, &off, &len);
-    /* window now 512 KiB past 256 KiB; 384 KiB of it was asked already */
-    assert_int_equal(off, 384 * KiB);
-    assert_int_equal(len, 384 * KiB);
+    /* run 256 KiB: up to 256 + 512 KiB; 512 KiB of it was asked already */
+    assert_int_equal(off, 512 * KiB);
+    assert_int_equal(len, 256 * KiB);
     for (uint64_t pos = 256 * KiB; pos < 512 * MiB; pos += MiB)
         fs_readahead_on_read(&ra, pos, MiB, file, &off, &len);
-    assert_int_equal(ra.window, FS_RA_MAX_WINDOW);
     assert_true(ra.wanted_end <= ra.next_off + FS_RA_MAX_WINDOW);
+    assert_true(ra.wanted_end >= ra.next_off + FS_RA_MAX_WINDOW - 2 * MiB);   /* at the cap */
+}
+
+/* A short read asks for little: `head -c 2M` of a file of 1 MiB blocks
+ * wants at most its run plus the start ahead. */
+static void test_short_run_asks_little(void **state)
+{
+    (void)state;
+    struct fs_readahead ra;
+    uint64_t off, len, asked_to = 0, file = 100 * MiB;
+    fs_readahead_init(&ra, 2, MiB);               /* 2 MiB start */
+    for (uint64_t pos = 0; pos < 2 * MiB; pos += 128 * KiB) {
+        fs_readahead_on_read(&ra, pos, 128 * KiB, file, &off, &len);
+        if (len)
+            asked_to = off + len;
+    }
+    assert_true(asked_to <= 2 * MiB + 2 * MiB + 2 * MiB);   /* read + run + start */
+    assert_true(asked_to > 2 * MiB);
 }
 
 static void test_random_read_asks_nothing_more(void **state)
@@ -41,11 +60,10 @@ static void test_random_read_asks_nothing_more(void **state)
     assert_int_equal(len, 0);
     fs_readahead_on_read(&ra, 10 * MiB, 4 * KiB, 1024 * MiB, &off, &len);
     assert_int_equal(len, 0);
-    assert_int_equal(ra.window, 256 * KiB);
-    /* ...but reading on from there is sequential again */
+    /* ...reading on from there is a new run: its length plus the start */
     fs_readahead_on_read(&ra, 10 * MiB + 4 * KiB, 4 * KiB, 1024 * MiB, &off, &len);
     assert_int_equal(off, 10 * MiB + 8 * KiB);
-    assert_int_equal(len, 256 * KiB);
+    assert_int_equal(len, 8 * KiB + 256 * KiB);
 }
 
 static void test_out_of_order_kernel_reads_stay_sequential(void **state)
@@ -58,7 +76,8 @@ static void test_out_of_order_kernel_reads_stay_sequential(void **state)
     fs_readahead_on_read(&ra, 2 * MiB, MiB, 100 * MiB, &off, &len);
     fs_readahead_on_read(&ra, MiB, MiB, 100 * MiB, &off, &len);   /* late, still sequential */
     assert_int_equal(ra.next_off, 3 * MiB);
-    assert_true(ra.window > MiB);
+    assert_int_equal(ra.run_start, 0);
+    assert_true(ra.wanted_end >= 3 * MiB + 3 * MiB);   /* the run (3 MiB) ahead */
 }
 
 static void test_window_stops_at_end_of_file(void **state)
@@ -93,13 +112,17 @@ static void test_huge_blocks_cap_at_first_window(void **state)
     fs_readahead_init(&ra, 8, 64 * MiB);
     assert_int_equal(ra.cap, 512 * MiB);
     fs_readahead_init(&ra, UINT64_MAX, UINT64_MAX);   /* no overflow */
-    assert_true(ra.initial > 0);
+    assert_true(ra.start > 0);
+    uint64_t off, len;
+    fs_readahead_on_read(&ra, 0, MiB, UINT64_MAX / 4, &off, &len);
+    assert_true(off + len >= off);                     /* nor when reading */
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sequential_window_doubles_to_cap),
+        cmocka_unit_test(test_window_follows_the_run),
+        cmocka_unit_test(test_short_run_asks_little),
         cmocka_unit_test(test_random_read_asks_nothing_more),
         cmocka_unit_test(test_out_of_order_kernel_reads_stay_sequential),
         cmocka_unit_test(test_window_stops_at_end_of_file),
