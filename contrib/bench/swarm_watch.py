@@ -22,28 +22,14 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "..", "tests", "interop"))
-from cascade_ref import Meta, tracker_request  # noqa: E402
+from cascade_ref import Meta, wait_listed  # noqa: E402
 
 POLL = 0.1
 
 
 def listed(tracker, cascade, wanted, seconds):
-    meta = Meta(cascade)
-    want = {(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in wanted}
-    end = time.monotonic() + seconds
-    last = "not listed yet"
-    while time.monotonic() < end:
-        try:
-            if want <= set(tracker_request(tracker, 1, meta.cascade_hash, "0.0.0.0", 0)):
-                return 0
-        except (RuntimeError, OSError) as e:
-            last = e
-        else:
-            last = "not listed yet"
-        time.sleep(POLL)
-    print("swarm_watch: tracker %s never listed %s: %s" % (tracker, " ".join(wanted), last),
-          file=sys.stderr)
-    return 1
+    want = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in wanted]
+    return 0 if wait_listed(tracker, Meta(cascade), want, seconds) else 1
 
 
 def data_bytes(path, size):

@@ -8,6 +8,7 @@ import os
 import random
 import socket
 import struct
+import sys
 import threading
 import time
 
@@ -58,6 +59,26 @@ def tracker_request(tracker, command, cascade_hash, ip, port):
         raise RuntimeError("tracker: " + body.decode(errors="replace"))
     return [(socket.inet_ntoa(body[i:i + 4]), struct.unpack(">H", body[i + 4:i + 6])[0])
             for i in range(0, len(body), 12)]
+
+
+def wait_listed(tracker, meta, wanted, seconds):
+    """True once the tracker lists every (ip, port) in wanted for meta's
+    file (or, with wanted empty, any peer); False with a message on stderr
+    after seconds."""
+    end = time.monotonic() + seconds
+    last = "not listed yet"
+    while time.monotonic() < end:
+        try:
+            got = set(tracker_request(tracker, 1, meta.cascade_hash, "0.0.0.0", 0))
+            if (got and not wanted) or (wanted and set(wanted) <= got):
+                return True
+            last = "not listed yet"
+        except (RuntimeError, ConnectionError, OSError, struct.error) as e:
+            last = e
+        time.sleep(0.1)
+    print("tracker %s never listed %s: %s" % (
+        tracker, " ".join("%s:%d" % p for p in wanted) or "a peer", last), file=sys.stderr)
+    return False
 
 
 class Blocks:
