@@ -167,7 +167,18 @@ hosts_up() {
 }
 
 # Bytes host NS has sent (its tbf counter).
-sent_bytes() { tc -n "$1" -s qdisc show dev eth0 | awk '/Sent/ { print $2; exit }'; }
+sent_bytes() { counters "$1" | cut -d' ' -f1; }
+# counters NS: bytes sent and packets dropped by its tbf, TCP segments it
+# sent and, of them, retransmitted.
+counters() {
+    local tcp
+    # shellcheck disable=SC2016
+    tcp=$(ip netns exec "$1" awk '/^Tcp:/ {
+        if (!h) { h = 1; for (i = 2; i <= NF; i++) k[i] = $i; next }
+        for (i = 2; i <= NF; i++) v[k[i]] = $i
+        print v["OutSegs"], v["RetransSegs"] }' /proc/net/snmp)
+    tc -n "$1" -s qdisc show dev eth0 | awk -v tcp="$tcp" '/Sent/ { gsub(/,/, ""); print $2, $7, tcp; exit }'
+}
 
 # stop_all: every process of this run, by pid (SIGTERM all, then wait each).
 stop_all() {
@@ -298,8 +309,8 @@ run_swarm() {
     hosts_up "${hosts[@]}"
     start_tracker_and_seeders 1
     declare -A base
-    for ((i = 1; i <= PEERS; i++)); do base[p$i]=$(sent_bytes "cswb-p$i"); done
-    base[s0]=$(sent_bytes cswb-s0)
+    for ((i = 1; i <= PEERS; i++)); do base[p$i]=$(counters "cswb-p$i"); done
+    base[s0]=$(counters cswb-s0)
 
     T0=$(calc %.3f "$(now) + 2 + 0.1 * $PEERS")
     OUTPUT=() KIND=()
@@ -314,18 +325,19 @@ run_swarm() {
     OUR_PIDS+=("$watcher")
     wait "$watcher" || die "the watcher failed"
 
-    # uploads (tc counters), then hashes, while everything still runs
-    local up_seeder=$(( $(sent_bytes cswb-s0) - base[s0] )) up_total up
-    up_total=$up_seeder
-    printf 'seeder %.2f\n' "$(calc %f "$up_seeder / 1048576")" >"$rundir/upload.dat"
+    # uploads (tc and TCP counters), then hashes, while everything still runs
+    local up_seeder up_total=0 drops=0 segs=0 resent=0 b d o r b0 d0 o0 r0 h
     declare -A UP
-    for ((i = 1; i <= PEERS; i++)); do
-        up=$(sent_bytes "cswb-p$i")
-        up=$((up - ${base[p$i]}))
-        UP[$i]=$up
-        up_total=$((up_total + up))
-        printf 'p%d %.2f\n' "$i" "$(calc %f "$up / 1048576")" >>"$rundir/upload.dat"
+    : >"$rundir/upload.dat"
+    for h in s0 $(seq -f 'p%g' 1 "$PEERS"); do
+        read -r b d o r <<<"$(counters "cswb-$h")"
+        read -r b0 d0 o0 r0 <<<"${base[$h]}"
+        UP[$h]=$((b - b0))
+        up_total=$((up_total + b - b0)) drops=$((drops + d - d0))
+        segs=$((segs + o - o0)) resent=$((resent + r - r0))
+        printf '%s %.2f\n' "${h/s0/seeder}" "$(calc %f "$((b - b0)) / 1048576")" >>"$rundir/upload.dat"
     done
+    up_seeder=${UP[s0]}
     local last=0 first=1e9 unfinished=() bad=0 skew=0 start sha ok
     declare -A FINISHED    # name -> seconds, or what it was doing
     while read -r name what secs; do
@@ -352,7 +364,7 @@ run_swarm() {
             echo "p$i ${KIND[i]} $TIMEOUT 0" >>"$rundir/peers.dat"
         fi
         printf '%-5s %-5s %9s %10s %12.2f  %s\n' "p$i" "${KIND[i]}" "$start" "$secs" \
-            "$(calc %f "${UP[$i]} / 1048576")" "$ok"
+            "$(calc %f "${UP[p$i]} / 1048576")" "$ok"
         cp "$dir/err" "$rundir/p$i.log" 2>/dev/null || true
     done
     [ "$first" = 1e9 ] && first=-
@@ -374,6 +386,8 @@ run_swarm() {
     echo "bound: file / uplink = $size_bytes B * 8 / $rate_bps bit/s = $bound s"
     echo "first completion $first s, last ${last} s; ratio bound/last = $ratio (target >= 0.6: $verdict)"
     echo "seeder uploaded $share of $(calc %.1f "$up_total / 1048576") MiB sent by all hosts (target: well under 50%)"
+    echo "all hosts sent $(calc %.2f "$up_total / ($PEERS * $size_bytes)") x the bytes the peers needed;" \
+         "tbf dropped $drops packets; TCP retransmitted $resent of $segs segments"
     echo "outputs: $((PEERS - ${#unfinished[@]} - bad)) identical, $bad differ, ${#unfinished[@]} unfinished;" \
          "peers started within $skew ms of the common start (target < 1000 ms)"
     for line in "${unfinished[@]+"${unfinished[@]}"}"; do echo "  did not finish: $line"; done
