@@ -254,13 +254,13 @@ start_peer() {
         OUTPUT[i]=$dir/data ;;
     esac
     local watched=${OUTPUT[i]}
-    [ "$kind" = ref ] && watched=$dir/out
+    [ "$kind" = ref ] && watched=$dir
     echo "p$i $kind $PID $watched $size_bytes $BLOCKS" >>"$T/spec"
 }
 
-# plot RUNDIR TITLE: swarm.png from RUNDIR/peers.dat and RUNDIR/upload.dat.
+# plot RUNDIR TITLE SHARE: swarm.png from RUNDIR/peers.dat and RUNDIR/upload.dat.
 plot() {
-    local dir=$1 title=$2 term=png
+    local dir=$1 title=$2 share=$3 term=png
     if ! command -v gnuplot >/dev/null; then
         echo "plot: gnuplot is not installed (apt-get install gnuplot-nox); the figures are in $dir/*.dat"
         return 0
@@ -277,11 +277,13 @@ set grid ytics
 set key off
 set title "completion time per peer, s from the common start\nblue seed, green fill mount, orange ref peer, grey unfinished; dashed: bound"
 set yrange [0:*]
+set offsets 0.5, 0.5, graph 0.08, 0
 set arrow 1 from graph 0, first $bound to graph 1, first $bound nohead dashtype 2 linewidth 2 front
-plot "$dir/peers.dat" using 0:3:(\$4 == 0 ? 0x999999 : strcol(2) eq "seed" ? 0x3366cc : strcol(2) eq "fill" ? 0x33aa55 : 0xee8833):xtic(1) with boxes lc rgb variable
+color(kind) = kind eq "seed" ? 0x3366cc : kind eq "fill" ? 0x33aa55 : kind eq "ref" ? 0xee8833 : 0xcc3333
+plot "$dir/peers.dat" using 0:3:(\$4 == 0 ? 0x999999 : color(strcol(2))):xtic(1) with boxes lc rgb variable
 unset arrow 1
 set title sprintf("MiB uploaded per host (tc counters)\nseeder (red) %s of all", "$share")
-plot "$dir/upload.dat" using 0:2:(strcol(1) eq "seeder" ? 0xcc3333 : 0x3366cc):xtic(1) with boxes lc rgb variable
+plot "$dir/upload.dat" using 0:3:(color(strcol(2))):xtic(1) with boxes lc rgb variable
 unset multiplot
 EOF
     echo "plot: $dir/swarm.png"
@@ -298,104 +300,125 @@ BLOCKS=$("$CASCADE" info "$CASC" | awk '/^blocks / { print $2; exit }')
 WANT_SHA=$(sha256sum "$T/orig" | cut -d' ' -f1)
 bound=$(calc %.2f "$size_bytes * 8 / $rate_bps")
 SUMMARY=$RESULTS/summary.txt
+declare -A BASE UP    # per host (s0, pI): counters at the start; bytes sent since
 
-run_swarm() {
-    local run=$1 i kind line name what secs dir hosts=(cswb-t:10.77.0.1 cswb-s0:10.77.0.2)
-    local label="${PEERS}peers-$((PEERS - FILL - REF))seed-${FILL}fill-${REF}ref"
-    local rundir=$RESULTS/run$run-$label
-    mkdir -p "$rundir"
+# swarm_launch RUNDIR: hosts, tracker, seeder, then every peer from $T0 on;
+# BASE holds each host's counters from before the start.
+swarm_launch() {
+    local i hosts=(cswb-t:10.77.0.1 cswb-s0:10.77.0.2)
     rm -rf "$T/h" "$T/spec"
     for ((i = 1; i <= PEERS; i++)); do hosts+=("cswb-p$i:10.77.0.$((10 + i))"); done
     hosts_up "${hosts[@]}"
     start_tracker_and_seeders 1
-    declare -A base
-    for ((i = 1; i <= PEERS; i++)); do base[p$i]=$(counters "cswb-p$i"); done
-    base[s0]=$(counters cswb-s0)
-
+    BASE=([s0]="$(counters cswb-s0)")
+    for ((i = 1; i <= PEERS; i++)); do BASE[p$i]=$(counters "cswb-p$i"); done
     T0=$(calc %.3f "$(now) + 2 + 0.1 * $PEERS")
     OUTPUT=() KIND=()
     for ((i = 1; i <= PEERS; i++)); do
         KIND[i]=$(kind_of "$i")
         start_peer "$i" "${KIND[i]}"
     done
-    echo "run $run: $PEERS peers ($((PEERS - FILL - REF)) cascade seed, $FILL fill mounts, $REF reference)," \
-         "1 seeder, $SIZE in $BLOCK blocks, uplinks $RATE; timeout ${TIMEOUT} s"
-    python3 "$WATCH" peers "$T0" "$(calc %.3f "$T0 + $TIMEOUT")" "$T/spec" >"$rundir/watch.txt" &
-    local watcher=$!
-    OUR_PIDS+=("$watcher")
-    wait "$watcher" || die "the watcher failed"
+}
 
-    # uploads (tc and TCP counters), then hashes, while everything still runs
-    local up_seeder up_total=0 drops=0 segs=0 resent=0 b d o r b0 d0 o0 r0 h
-    declare -A UP
-    : >"$rundir/upload.dat"
+# swarm_uploads RUNDIR: what each host sent since the start (UP, in bytes),
+# the totals, and RUNDIR/upload.dat.
+swarm_uploads() {
+    local h kind b d o r b0 d0 o0 r0
+    UP=() UP_TOTAL=0 DROPS=0 SEGS=0 RESENT=0
+    : >"$1/upload.dat"
     for h in s0 $(seq -f 'p%g' 1 "$PEERS"); do
         read -r b d o r <<<"$(counters "cswb-$h")"
-        read -r b0 d0 o0 r0 <<<"${base[$h]}"
+        read -r b0 d0 o0 r0 <<<"${BASE[$h]}"
         UP[$h]=$((b - b0))
-        up_total=$((up_total + b - b0)) drops=$((drops + d - d0))
-        segs=$((segs + o - o0)) resent=$((resent + r - r0))
-        printf '%s %.2f\n' "${h/s0/seeder}" "$(calc %f "$((b - b0)) / 1048576")" >>"$rundir/upload.dat"
+        UP_TOTAL=$((UP_TOTAL + b - b0)) DROPS=$((DROPS + d - d0))
+        SEGS=$((SEGS + o - o0)) RESENT=$((RESENT + r - r0))
+        kind=seeder
+        [ "$h" = s0 ] || kind=${KIND[${h#p}]}
+        printf '%s %s %.2f\n' "${h/s0/seeder}" "$kind" "$(calc %f "$((b - b0)) / 1048576")" >>"$1/upload.dat"
     done
-    up_seeder=${UP[s0]}
-    local last=0 first=1e9 unfinished=() bad=0 skew=0 start sha ok
-    declare -A FINISHED    # name -> seconds, or what it was doing
-    while read -r name what secs; do
-        if [ "$what" = "done" ]; then FINISHED[$name]=$secs; else FINISHED[$name]="$what ${secs:-}"; fi
-    done <"$rundir/watch.txt"
+}
 
-    printf '\n%-5s %-5s %9s %10s %12s  %s\n' peer kind "start ms" "done s" "uploaded MiB" output
-    : >"$rundir/peers.dat"
+# swarm_peers RUNDIR: the table, one row per peer, each finished output
+# hashed; sets FIRST, LAST, UNFINISHED, BAD, SKEW; writes RUNDIR/peers.dat.
+swarm_peers() {
+    local i name what why secs start sha out
+    declare -A finished    # name -> seconds, or why not
+    while read -r name what why; do
+        if [ "$what" = "done" ]; then finished[$name]=$why; else finished[$name]="$what: $why"; fi
+    done <"$1/watch.txt"
+    FIRST=1e9 LAST=0 UNFINISHED=() BAD=0 SKEW=0
+    : >"$1/peers.dat"
+    printf '\n%-5s %-6s %8s %8s %9s  %s\n' peer kind start_ms done_s sent_MiB output
     for ((i = 1; i <= PEERS; i++)); do
-        dir=$T/h/p$i
-        start=$(cat "$dir/started" 2>/dev/null || echo "$T0")
+        start=$(cat "$T/h/p$i/started" 2>/dev/null || echo "$T0")
         start=$(calc %.0f "($start - $T0) * 1000")
-        [ "${start#-}" -gt "$skew" ] && skew=${start#-}
-        secs=${FINISHED[p$i]:-unfinished}
-        ok=-
+        [ "${start#-}" -le "$SKEW" ] || SKEW=${start#-}
+        secs=${finished[p$i]:-unfinished}
         if [[ $secs =~ ^[0-9.]+$ ]]; then
             sha=$(timeout 120 sha256sum "${OUTPUT[i]}" 2>/dev/null | cut -d' ' -f1) || true
-            if [ "$sha" = "$WANT_SHA" ]; then ok=identical; else ok=DIFFERS; bad=$((bad + 1)); fi
-            first=$(calc %.2f "$secs < $first ? $secs : $first")
-            last=$(calc %.2f "$secs > $last ? $secs : $last")
-            echo "p$i ${KIND[i]} $secs 1" >>"$rundir/peers.dat"
+            out=identical
+            [ "$sha" = "$WANT_SHA" ] || { out=DIFFERS; BAD=$((BAD + 1)); }
+            FIRST=$(calc %.2f "$secs < $FIRST ? $secs : $FIRST")
+            LAST=$(calc %.2f "$secs > $LAST ? $secs : $LAST")
+            echo "p$i ${KIND[i]} $secs 1" >>"$1/peers.dat"
         else
-            unfinished+=("p$i (${KIND[i]}: $secs)")
-            echo "p$i ${KIND[i]} $TIMEOUT 0" >>"$rundir/peers.dat"
+            out=$secs secs=-
+            UNFINISHED+=("p$i")
+            echo "p$i ${KIND[i]} $TIMEOUT 0" >>"$1/peers.dat"
         fi
-        printf '%-5s %-5s %9s %10s %12.2f  %s\n' "p$i" "${KIND[i]}" "$start" "$secs" \
-            "$(calc %f "${UP[p$i]} / 1048576")" "$ok"
-        cp "$dir/err" "$rundir/p$i.log" 2>/dev/null || true
+        printf '%-5s %-6s %8s %8s %9.2f  %s\n' "p$i" "${KIND[i]}" "$start" "$secs" \
+            "$(calc %f "${UP[p$i]} / 1048576")" "$out"
+        cp "$T/h/p$i/err" "$1/p$i.log" 2>/dev/null || true
     done
-    [ "$first" = 1e9 ] && first=-
-    cp "$T/h/s0/err" "$rundir/seeder.log"
-    stop_all
-    bench_cleanup_hosts
+    printf '%-5s %-6s %8s %8s %9.2f\n' s0 seeder - - "$(calc %f "${UP[s0]} / 1048576")"
+    [ "$FIRST" != 1e9 ] || FIRST=-
+}
 
-    share=$(calc %.0f%% "100 * $up_seeder / ($up_total > 0 ? $up_total : 1)")
-    printf '%-5s %-5s %9s %10s %12.2f\n' s0 seeder - - "$(calc %f "$up_seeder / 1048576")"
-    local ratio verdict
-    if [ ${#unfinished[@]} -eq 0 ]; then
-        ratio=$(calc %.2f "$bound / ($last > 0 ? $last : 0.001)")
+# swarm_report RUN LABEL RUNDIR: the summary lines, summary.txt, the plot.
+swarm_report() {
+    local ratio verdict share last=$LAST n_ok=$((PEERS - ${#UNFINISHED[@]} - BAD))
+    share=$(calc %.0f%% "100 * ${UP[s0]} / ($UP_TOTAL > 0 ? $UP_TOTAL : 1)")
+    if [ ${#UNFINISHED[@]} -eq 0 ]; then
+        ratio=$(calc %.2f "$bound / ($LAST > 0 ? $LAST : 0.001)")
         verdict=$(calc %s "$ratio >= 0.6 ? \"met\" : \"NOT met\"")
     else
-        ratio="< $(calc %.2f "$bound / $TIMEOUT")"
-        verdict="NOT met: ${#unfinished[@]} did not finish"
+        last=">$TIMEOUT"
+        ratio="<$(calc %.2f "$bound / $TIMEOUT")"
+        verdict="NOT met: ${UNFINISHED[*]} did not finish within $TIMEOUT s"
     fi
     echo
     echo "bound: file / uplink = $size_bytes B * 8 / $rate_bps bit/s = $bound s"
-    echo "first completion $first s, last ${last} s; ratio bound/last = $ratio (target >= 0.6: $verdict)"
-    echo "seeder uploaded $share of $(calc %.1f "$up_total / 1048576") MiB sent by all hosts (target: well under 50%)"
-    echo "all hosts sent $(calc %.2f "$up_total / ($PEERS * $size_bytes)") x the bytes the peers needed;" \
-         "tbf dropped $drops packets; TCP retransmitted $resent of $segs segments"
-    echo "outputs: $((PEERS - ${#unfinished[@]} - bad)) identical, $bad differ, ${#unfinished[@]} unfinished;" \
-         "peers started within $skew ms of the common start (target < 1000 ms)"
-    for line in "${unfinished[@]+"${unfinished[@]}"}"; do echo "  did not finish: $line"; done
-    printf 'run%-3s %-30s first %6s  last %7s  bound %5s  ratio %-6s  seeder %4s  identical %d/%d  skew %d ms\n' \
-        "$run" "$label" "$first" "$([ ${#unfinished[@]} -eq 0 ] && echo "$last" || echo "timeout")" \
-        "$bound" "$ratio" "$share" "$((PEERS - ${#unfinished[@]} - bad))" "$PEERS" "$skew" >>"$SUMMARY"
-    plot "$rundir" "$label, $SIZE in $BLOCK blocks, uplinks $RATE: last $last s, bound $bound s, ratio $ratio"
-    echo "logs and figures: $rundir"
+    echo "first completion $FIRST s, last $last s; ratio bound/last = $ratio (target >= 0.6: $verdict)"
+    echo "seeder sent $share of the $(calc %.1f "$UP_TOTAL / 1048576") MiB all hosts sent (target: well under 50%)"
+    echo "all hosts sent $(calc %.2f "$UP_TOTAL / ($PEERS * $size_bytes)") x the bytes the peers needed;" \
+         "tbf dropped $DROPS packets; TCP retransmitted $RESENT of $SEGS segments"
+    echo "outputs: $n_ok identical, $BAD differ, ${#UNFINISHED[@]} unfinished;" \
+         "every peer started within $SKEW ms of the common start (target < 1000 ms)"
+    printf 'run%-3s %-26s first %6s  last %7s  bound %5s  ratio %-5s  seeder %4s  identical %d/%d  skew %d ms\n' \
+        "$1" "$2" "$FIRST" "$last" "$bound" "$ratio" "$share" "$n_ok" "$PEERS" "$SKEW" >>"$SUMMARY"
+    plot "$3" "$2, $SIZE in $BLOCK blocks, uplinks $RATE: last $last s, bound $bound s, ratio $ratio" "$share"
+    echo "logs and figures: $3"
+}
+
+run_swarm() {
+    local run=$1 label="${PEERS}peers-$((PEERS - FILL - REF))seed-${FILL}fill-${REF}ref" watcher
+    local rundir=$RESULTS/run$run-$label
+    mkdir -p "$rundir"
+    swarm_launch
+    echo "run $run: $PEERS peers ($((PEERS - FILL - REF)) cascade seed, $FILL fill mounts, $REF reference)," \
+         "1 seeder, $SIZE in $BLOCK blocks, uplinks $RATE; waiting at most $TIMEOUT s ..."
+    python3 "$WATCH" peers "$T0" "$(calc %.3f "$T0 + $TIMEOUT")" "$T/spec" >"$rundir/watch.txt" &
+    watcher=$!
+    OUR_PIDS+=("$watcher")
+    wait "$watcher" || die "the watcher failed"
+    # counters and hashes while everything still runs (a mount's file is
+    # read through the mount)
+    swarm_uploads "$rundir"
+    swarm_peers "$rundir"
+    cp "$T/h/s0/err" "$rundir/seeder.log"
+    stop_all
+    bench_cleanup_hosts
+    swarm_report "$run" "$label" "$rundir"
 }
 
 run_four_seeder() {

@@ -13,8 +13,8 @@
               writes a block only after its hash matched, into a sparse file)
         fill  PATH is the file in a mount, seen through /proc/PID/root;
               complete when user.cascade.blocks_held == BLOCKS
-        ref   PATH is the reference peer's stdout; complete at the time on
-              its 'done UNIX_TIME' line
+        ref   PATH is the reference peer's folder (its stdout in out, stderr
+              in err); complete at the time on its 'done UNIX_TIME' line
 No hashing here: the caller compares every output once all are done."""
 import os
 import sys
@@ -79,13 +79,15 @@ def fill_state(path, _size, blocks):
 
 def ref_state(path, _size, _blocks):
     try:
-        with open(path) as f:
+        with open(os.path.join(path, "out")) as f:
             for line in f:
                 if line.startswith("done "):
                     return float(line.split()[1]), ""
+        with open(os.path.join(path, "err")) as f:
+            held = [line for line in f if " held " in line]
     except (OSError, ValueError):
-        pass
-    return None, "not done"
+        return None, "not started"
+    return None, held[-1].split(": ", 1)[1].strip() if held else "no block yet"
 
 
 STATES = {"seed": seed_state, "fill": fill_state, "ref": ref_state}

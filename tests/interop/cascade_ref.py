@@ -233,6 +233,9 @@ def swarm(meta, tracker, me, blocks, say):
             peers.remove(peer)
         else:
             blocks.put(i, body)
+            held = meta.count - len(missing) + 1
+            if held * 10 // meta.count > (held - 1) * 10 // meta.count:
+                say("held %d of %d blocks" % (held, meta.count))
 
 
 class Tracker:
