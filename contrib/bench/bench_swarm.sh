@@ -368,7 +368,6 @@ swarm_peers() {
         fi
         printf '%-5s %-6s %8s %8s %9.2f  %s\n' "p$i" "${KIND[i]}" "$start" "$secs" \
             "$(calc %f "${UP[p$i]} / 1048576")" "$out"
-        cp "$T/h/p$i/err" "$1/p$i.log" 2>/dev/null || true
     done
     printf '%-5s %-6s %8s %8s %9.2f\n' s0 seeder - - "$(calc %f "${UP[s0]} / 1048576")"
     [ "$FIRST" != 1e9 ] || FIRST=-
@@ -401,7 +400,7 @@ swarm_report() {
 }
 
 run_swarm() {
-    local run=$1 label="${PEERS}peers-$((PEERS - FILL - REF))seed-${FILL}fill-${REF}ref" watcher
+    local run=$1 label="${PEERS}peers-$((PEERS - FILL - REF))seed-${FILL}fill-${REF}ref" watcher i
     local rundir=$RESULTS/run$run-$label
     mkdir -p "$rundir"
     swarm_launch
@@ -415,8 +414,9 @@ run_swarm() {
     # read through the mount)
     swarm_uploads "$rundir"
     swarm_peers "$rundir"
+    stop_all    # then the logs, with what the programs said as they stopped
     cp "$T/h/s0/err" "$rundir/seeder.log"
-    stop_all
+    for ((i = 1; i <= PEERS; i++)); do cp "$T/h/p$i/err" "$rundir/p$i.log" 2>/dev/null || true; done
     bench_cleanup_hosts
     swarm_report "$run" "$label" "$rundir"
 }
@@ -453,8 +453,8 @@ run_four_seeder() {
         line+=" s$i $(calc %.1f "($(sent_bytes "cswb-s$i") - ${base[$i]}) / 1048576")"
     done
     echo "MiB sent per seeder:$line"
-    cp "$dir/err" "$rundir/get.log"
     stop_all
+    cp "$dir/err" "$rundir/get.log"
     bench_cleanup_hosts
     printf 'run%-3s %-30s %s s  ratio %s  sent:%s\n' "$run" four-seeder "${secs:--}" "$ratio" "$line" >>"$SUMMARY"
 }
