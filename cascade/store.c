@@ -579,8 +579,12 @@ int cascade_store_put(struct cascade_store *st, uint64_t idx, const void *data, 
     if (cascade_store_has(st, idx))
         return CASCADE_STORE_OK;
     if (cascade_pwrite_full(st->data_fd, data, len, idx * st->meta->block_size) < 0) {
-        log_error("store: write block %llu to %s: %s", (unsigned long long)idx,
-                  st->data_path, strerror(errno));
+        /* The caller hears the cause (errno) and says it once per episode:
+         * a full disk must not become a line per block. */
+        int err = errno;
+        log_debug("store: write block %llu to %s: %s", (unsigned long long)idx,
+                  st->data_path, strerror(err));
+        errno = err;
         return CASCADE_STORE_EIO;
     }
     store_mark_held(st, idx, len);

@@ -2,7 +2,8 @@
 # Installs what is missing, builds, and runs every test three ways:
 #   1. the normal build: the whole suite (unit + integration + real mounts);
 #   2. AddressSanitizer + UndefinedBehaviorSanitizer: the whole suite again;
-#   3. ThreadSanitizer: the concurrency tests (store, block server, fetcher,
+#   3. ThreadSanitizer: the concurrency tests (store, block server, tracker
+#      server, peer node,
 #      and the integration tests whose processes run those threads).
 # Exits non-zero when anything fails. Build folders: build/, build-asan/,
 # build-tsan/ under the source tree (override with CASCADE_BUILD_PREFIX).
@@ -71,7 +72,8 @@ if [ "${CASCADE_TEST_QUICK:-0}" != 1 ]; then
     setarch "$(uname -m)" -R true 2>/dev/null && tsan_wrapper="setarch $(uname -m) -R"
     run_suite "tsan" "$prefix-tsan" -Dtests=enabled -Db_sanitize=thread -Db_lundef=false -- \
         --timeout-multiplier 3 ${tsan_wrapper:+--wrapper "$tsan_wrapper"} \
-        test_store test_block_server test_node it_get it_misbehave it_mount it_mount_swarm
+        test_store test_block_server test_tracker_server test_node it_get it_misbehave \
+        it_mount it_mount_swarm it_faults
 fi
 
 echo

@@ -25,11 +25,14 @@
 #include <fuse.h>
 #include <fuse_lowlevel.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -254,6 +257,84 @@ static void raise_kernel_readahead(const char *mountpoint, unsigned kib)
         log_debug("cannot raise read-ahead (%s): %s", path, strerror(errno));
 }
 
+/* ---- stopping on a signal ----
+ * SIGTERM, SIGINT and SIGHUP stop the mount, and the exit status is then
+ * 0, as after fusermount3 -u. Our handler first wakes every read waiting
+ * for a block (it fails with EIO at once instead of waiting for its
+ * timeout) and, for a short grace, lets the FUSE loop answer what the
+ * kernel still asks (it retries a failed page once): every such read gets
+ * EIO too, none is left to be aborted by the unmount. Then SIGALRM hands
+ * the signal to libfuse's own handler, which ends the loop. The node's
+ * threads start with these signals blocked, so they reach the FUSE loop's
+ * thread, as libfuse expects (its workers block every signal). */
+
+#define FS_STOP_GRACE_US 300000
+
+static const int stop_signals[] = {SIGTERM, SIGINT, SIGHUP};
+#define N_STOP_SIGNALS (sizeof stop_signals / sizeof stop_signals[0])
+
+/* What the handlers need: main owns these, the handlers only read them. */
+static struct peer_node *signal_node;
+static struct sigaction fuse_actions[N_STOP_SIGNALS];
+static volatile sig_atomic_t stopped_by_signal;
+
+/* Hand sig to libfuse's handler for it (it ends the loop). */
+static void fuse_stop(int sig)
+{
+    for (size_t i = 0; i < N_STOP_SIGNALS; i++)
+        if (stop_signals[i] == sig && fuse_actions[i].sa_handler != SIG_DFL &&
+            fuse_actions[i].sa_handler != SIG_IGN)
+            fuse_actions[i].sa_handler(sig);
+}
+
+static void on_stop_signal(int sig)
+{
+    if (stopped_by_signal) {   /* asked twice: stop now */
+        fuse_stop(sig);
+        return;
+    }
+    stopped_by_signal = sig;
+    if (signal_node)
+        node_interrupt_from_signal(signal_node);
+    struct itimerval grace = {.it_value = {.tv_sec = 0, .tv_usec = FS_STOP_GRACE_US}};
+    if (setitimer(ITIMER_REAL, &grace, NULL) != 0)
+        fuse_stop(sig);
+}
+
+static void on_grace_over(int sig)
+{
+    (void)sig;
+    if (stopped_by_signal)
+        fuse_stop(stopped_by_signal);
+}
+
+/* Put our handler in front of libfuse's (installed just before). */
+static int chain_stop_handlers(struct peer_node *node)
+{
+    signal_node = node;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_stop_signal;
+    for (size_t i = 0; i < N_STOP_SIGNALS; i++)
+        if (sigaction(stop_signals[i], NULL, &fuse_actions[i]) != 0 ||
+            sigaction(stop_signals[i], &sa, NULL) != 0)
+            return -1;
+    sa.sa_handler = on_grace_over;
+    return sigaction(SIGALRM, &sa, NULL);
+}
+
+/* Block (or unblock) the stop signals and SIGALRM in the calling thread. */
+static void mask_stop_signals(int how)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    for (size_t i = 0; i < N_STOP_SIGNALS; i++)
+        sigaddset(&set, stop_signals[i]);
+    sigaddset(&set, SIGALRM);
+    pthread_sigmask(how, &set, NULL);
+}
+
 /* The multithreaded FUSE loop with the user's -o clone_fd, max_threads and
  * max_idle_threads. */
 static int run_loop_mt(struct fuse *fuse, const struct fuse_cmdline_opts *cmd)
@@ -277,7 +358,10 @@ static int run_mount(struct fuse *fuse, struct fs_mount *m, const struct fs_opti
                      const struct fuse_cmdline_opts *cmd, struct daemon_link *link)
 {
     char err[CASCADE_ERRLEN];
-    if (fs_services_start(m, opts, err, sizeof err) != 0) {
+    mask_stop_signals(SIG_BLOCK);   /* the node's threads inherit the mask */
+    int started = fs_services_start(m, opts, err, sizeof err);
+    mask_stop_signals(SIG_UNBLOCK);
+    if (started != 0) {
         daemon_report(link, CASCADE_EXIT_FAIL, err);
         return CASCADE_EXIT_FAIL;
     }
@@ -288,7 +372,8 @@ static int run_mount(struct fuse *fuse, struct fs_mount *m, const struct fs_opti
         goto stop_services;
     }
     raise_kernel_readahead(cmd->mountpoint, FS_KERNEL_READAHEAD_KIB);
-    if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0) {
+    if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0 ||
+        chain_stop_handlers(m->node) != 0) {
         daemon_report(link, CASCADE_EXIT_FAIL, "cannot install signal handlers");
         goto unmount;
     }
@@ -296,8 +381,12 @@ static int run_mount(struct fuse *fuse, struct fs_mount *m, const struct fs_opti
              cmd->mountpoint);
     daemon_report(link, 0, NULL);
     int rc = cmd->singlethread ? fuse_loop(fuse) : run_loop_mt(fuse, cmd);
-    code = rc == 0 ? 0 : CASCADE_EXIT_FAIL;
+    /* A stop signal is a normal way to end (libfuse reports it as an error). */
+    code = rc == 0 || stopped_by_signal ? 0 : CASCADE_EXIT_FAIL;
+    if (stopped_by_signal)
+        log_info("signal %d: unmounting", (int)stopped_by_signal);
     fuse_remove_signal_handlers(fuse_get_session(fuse));
+    signal_node = NULL;
 unmount:
     fuse_unmount(fuse);
 stop_services:

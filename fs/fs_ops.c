@@ -6,6 +6,8 @@
  * the read-ahead state of each open handle, under that handle's lock. */
 #include "fs/fs_ops.h"
 
+#include <fuse_lowlevel.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -37,6 +39,8 @@
  * failed fails at once instead of making the reader wait a second full
  * timeout. */
 #define FS_RETRY_GRACE_MS 1000
+/* A waiting read looks this often whether the mount is going away. */
+#define FS_WAIT_SLICE_MS 250
 
 /* One open file. */
 struct fs_handle {
@@ -274,8 +278,15 @@ static void read_ahead(struct fs_handle *h, uint64_t off, uint64_t len, uint64_t
                   (unsigned long long)*pf_len, (unsigned long long)*pf_off);
 }
 
+/* Whether the mount is going away (unmounted: libfuse's session ended). */
+static bool unmounting(void)
+{
+    return fuse_session_exited(fuse_get_session(fuse_get_context()->fuse));
+}
+
 /* Bring bytes [off, off+len) into the store (asking the node once, with
- * the read-ahead), at most until the mount's timeout. 0 or -errno. */
+ * the read-ahead), at most until the mount's timeout. The wait is cut into
+ * slices so that an unmount ends it at once. 0 or -errno. */
 static int fetch_for_read(struct fs_mount *m, struct fs_handle *h, uint64_t off, uint64_t len)
 {
     struct fs_file *f = h->file;
@@ -285,12 +296,23 @@ static int fetch_for_read(struct fs_mount *m, struct fs_handle *h, uint64_t off,
     if (!held && recently_failed(h, off))
         return -EIO;
     uint64_t deadline = cascade_now_ms() + (uint64_t)m->timeout_ms;
-    int rc = node_file_fetch_range(f->nf, held ? 0 : off, held ? 0 : len, pf_off, pf_len,
-                                   deadline);
+    int rc;
+    for (;;) {
+        uint64_t slice = cascade_now_ms() + FS_WAIT_SLICE_MS;
+        uint64_t until = slice < deadline ? slice : deadline;
+        rc = node_file_fetch_range(f->nf, held ? 0 : off, held ? 0 : len, pf_off, pf_len, until);
+        if (rc != -ETIMEDOUT || until == deadline)
+            break;
+        if (unmounting()) {
+            rc = -ECANCELED;
+            break;
+        }
+        pf_len = 0;   /* the read-ahead was asked for once */
+    }
     if (rc == 0)
         return 0;
     const char *why = rc == -ETIMEDOUT ? "no peer delivered it in time"
-                      : rc == -ECANCELED ? "the mount is stopping"
+                      : rc == -ECANCELED ? "the mount is going away"
                       : strerror(-rc);
     log_warn("%s: read of %llu bytes at %llu failed: %s", f->meta.name,
              (unsigned long long)len, (unsigned long long)off, why);

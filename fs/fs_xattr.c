@@ -16,7 +16,10 @@ static const char *const file_attrs[] = {
     STATUS_XATTR_PEERS_CONNECTED, STATUS_XATTR_BYTES_FETCHED, STATUS_XATTR_BYTES_SERVED,
     STATUS_XATTR_MAP,
 };
-static const char *const root_attrs[] = { STATUS_XATTR_FILES, STATUS_XATTR_SERVER };
+static const char *const root_attrs[] = {
+    STATUS_XATTR_FILES, STATUS_XATTR_SERVER, STATUS_XATTR_BUFFERS, STATUS_XATTR_BUFFERS_PEAK,
+    STATUS_XATTR_BUFFERS_LIMIT, STATUS_XATTR_TABLES, STATUS_XATTR_STORES_OPEN,
+};
 
 #define N_ITEMS(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -96,7 +99,24 @@ static int root_attr_text(struct fs_mount *m, const char *attr, char *text, size
         sock_format_addr(&m->server_addr, text, textlen);
         return (int)strlen(text);
     }
-    return -ENODATA;
+    if (!m->node)
+        return -ENODATA;
+    struct node_stats ns;
+    node_get_stats(m->node, &ns);
+    size_t v;
+    if (!strcmp(attr, STATUS_XATTR_BUFFERS))
+        v = ns.buffer_bytes;
+    else if (!strcmp(attr, STATUS_XATTR_BUFFERS_PEAK))
+        v = ns.buffer_bytes_peak;
+    else if (!strcmp(attr, STATUS_XATTR_BUFFERS_LIMIT))
+        v = ns.buffer_limit;
+    else if (!strcmp(attr, STATUS_XATTR_TABLES))
+        v = ns.table_bytes;
+    else if (!strcmp(attr, STATUS_XATTR_STORES_OPEN))
+        v = ns.stores_open;
+    else
+        return -ENODATA;
+    return snprintf(text, textlen, "%zu", v);
 }
 
 int fs_xattr_get(struct fs_mount *m, struct fs_file *f, const char *name,

@@ -801,6 +801,7 @@ static void server_tick(struct block_server *srv, uint64_t now)
 static void *server_loop(void *arg)
 {
     struct block_server *srv = arg;
+    pthread_setname_np(pthread_self(), "cascade-serve");
     sigset_t pipe_set;
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);

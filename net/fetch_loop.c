@@ -454,6 +454,8 @@ static void fetch_poll_once(struct peer_node *n, struct pollfd *pfd, size_t *idx
         uint64_t v;
         ssize_t got = read(n->wake_fd, &v, sizeof v);
         (void)got;
+        if (atomic_exchange(&n->interrupt_pending, false))
+            node_interrupt(n);   /* asked from a signal handler */
     }
     for (size_t k = 1; k < count; k++) {
         struct fetch_peer *p = n->peers[idx[k]];
@@ -477,6 +479,7 @@ static void fetch_poll_once(struct peer_node *n, struct pollfd *pfd, size_t *idx
 void *fetch_loop_main(void *arg)
 {
     struct peer_node *n = arg;
+    pthread_setname_np(pthread_self(), "cascade-fetch");
     size_t cap = (size_t)n->max_connections + 1;
     struct pollfd *pfd = calloc(cap, sizeof *pfd);
     size_t *idx = calloc(cap, sizeof *idx);

@@ -10,6 +10,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "cascade/bitmap.h"
 #include "cascade/log.h"
 #include "cascade/util.h"
 #include "net/node_internal.h"
@@ -234,6 +235,7 @@ int node_start(const struct node_config *cfg, struct peer_node **out, char *err,
     n->cfg = *cfg;
     n->wake_fd = -1;
     atomic_init(&n->stores_open, 0);
+    atomic_init(&n->interrupt_pending, false);
     node_apply_defaults(n);
     if (pthread_mutex_init(&n->lock, NULL) != 0 ||
         cascade_cond_init_monotonic(&n->put_ready) != 0 ||
@@ -266,6 +268,14 @@ fail:
 }
 
 /* ---- stop ---- */
+
+void node_interrupt_from_signal(struct peer_node *n)
+{
+    atomic_store(&n->interrupt_pending, true);
+    uint64_t one = 1;
+    ssize_t w = write(n->wake_fd, &one, sizeof one);   /* the loop does the rest */
+    (void)w;
+}
 
 void node_interrupt(struct peer_node *n)
 {
@@ -342,9 +352,15 @@ void node_get_stats(struct peer_node *n, struct node_stats *out)
 {
     memset(out, 0, sizeof *out);
     pthread_mutex_lock(&n->lock);
+    size_t tables = n->files_cap * 2 * sizeof(struct node_file *) + NODE_MAX_PEERS * sizeof(void *);
     for (size_t i = 0; i < n->n_peers; i++) {
-        out->peers_known += !n->peers[i]->banned;
-        out->peers_connected += n->peers[i]->open;
+        const struct fetch_peer *p = n->peers[i];
+        out->peers_known += !p->banned;
+        out->peers_connected += p->open;
+        tables += sizeof *p + p->files_cap * sizeof *p->files;
+        for (size_t k = 0; k < p->n_files; k++)
+            if (p->files[k].lacks)
+                tables += bitmap_bytes(n->files[p->files[k].file]->meta->block_count) + 1;
     }
     out->buffer_bytes = n->buf_out + n->buf_pooled;
     out->buffer_bytes_peak = n->buf_peak;
@@ -358,7 +374,11 @@ void node_get_stats(struct peer_node *n, struct node_stats *out)
         struct node_file *f = n->files[i];
         out->bytes_fetched += atomic_load_explicit(&f->bytes_fetched, memory_order_relaxed);
         out->bytes_served += atomic_load_explicit(&f->bytes_served, memory_order_relaxed);
+        tables += sizeof *f;
+        if (f->fetch.prio)   /* a priority and a request count per block */
+            tables += 2 * (size_t)(f->meta->block_count ? f->meta->block_count : 1);
     }
+    out->table_bytes = tables;
     out->stores_open = (size_t)atomic_load(&n->stores_open);
     pthread_mutex_unlock(&n->lock);
 }

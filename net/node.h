@@ -106,6 +106,7 @@ struct node_stats {
     size_t buffer_bytes;            /* block buffers allocated now (in use + pooled) */
     size_t buffer_bytes_peak;
     size_t buffer_limit;
+    size_t table_bytes;             /* per-file, per-block and per-peer tables */
     size_t stores_open;
     uint64_t connections_served;    /* connections the block server accepted, in all */
 };
@@ -123,6 +124,9 @@ int node_start(const struct node_config *cfg, struct peer_node **out, char *err,
  * waits; the node keeps serving until node_stop. For a prompt exit on a
  * signal. Thread-safe. */
 void node_interrupt(struct peer_node *n);
+/* The same from a signal handler (async-signal-safe: sets a flag and wakes
+ * the fetch loop, which interrupts at once). */
+void node_interrupt_from_signal(struct peer_node *n);
 
 /* Stop everything in order (see above) and free. 0, or -1 when some held
  * marks could not be made durable (logged; those blocks are fetched again

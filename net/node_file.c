@@ -326,6 +326,7 @@ void fetch_block_landed(struct node_file *f, uint64_t idx, size_t len)
 {
     struct fetch_file *ff = &f->fetch;
     if (ff->prio[idx] != NODE_WANT_NONE) {
+        ff->wanted_urgent -= ff->prio[idx] == NODE_WANT_URGENT;
         ff->prio[idx] = NODE_WANT_NONE;
         ff->wanted_missing--;
     }
@@ -349,12 +350,17 @@ void fetch_store_failed(struct node_file *f, int err)
         log_error("%s: cannot store fetched blocks: %s%s; fetching pauses and retries with "
                   "a growing gap", f->name, strerror(err),
                   err == ENOSPC ? " (the cache filesystem is full: free some space)" : "");
+    uint64_t now = cascade_now_ms();
     ff->store_errno = err;
-    if (ff->store_failures < 16)
-        ff->store_failures++;
-    uint64_t gap = (uint64_t)NODE_STORE_RETRY_MIN_MS << (ff->store_failures - 1);
-    ff->store_retry_ms = cascade_now_ms() + (gap < NODE_STORE_RETRY_MAX_MS
-                                             ? gap : NODE_STORE_RETRY_MAX_MS);
+    ff->store_fail_count++;
+    /* Blocks that were on their way when the episode began fail too: only
+     * the first failure, and then each failed probe, widens the gap. */
+    if (ff->store_failures == 0 || now >= ff->store_retry_ms) {
+        if (ff->store_failures < 16)
+            ff->store_failures++;
+        uint64_t gap = (uint64_t)NODE_STORE_RETRY_MIN_MS << (ff->store_failures - 1);
+        ff->store_retry_ms = now + (gap < NODE_STORE_RETRY_MAX_MS ? gap : NODE_STORE_RETRY_MAX_MS);
+    }
     pthread_cond_broadcast(&f->landed);   /* waiting readers learn the cause now */
 }
 
@@ -363,8 +369,11 @@ bool fetch_file_active(const struct node_file *f, uint64_t now)
     const struct fetch_file *ff = &f->fetch;
     if (ff->wanted_missing == 0 || !ff->store)
         return false;
-    /* While storing fails, one block at a time probes whether it works again. */
-    return ff->store_errno == 0 || (now >= ff->store_retry_ms && ff->requests == 0);
+    if (ff->store_errno == 0)
+        return true;
+    /* While storing fails, one block at a time probes whether it works
+     * again: for a waiting reader at once, else after a growing gap. */
+    return ff->requests == 0 && (ff->wanted_urgent > 0 || now >= ff->store_retry_ms);
 }
 
 /* Join the swarm for fetching: list the file, and announce it when serving. */
@@ -401,6 +410,7 @@ static bool fetch_raise(struct node_file *f, uint64_t first, uint64_t end, int p
             continue;
         if (ff->prio[i] == NODE_WANT_NONE)
             ff->wanted_missing++;
+        ff->wanted_urgent += prio == NODE_WANT_URGENT;
         ff->prio[i] = (uint8_t)prio;
         if (i < ff->cursor[prio])
             ff->cursor[prio] = i;
@@ -528,6 +538,9 @@ int node_file_fetch_range(struct node_file *f, uint64_t off, uint64_t len,
     if (!st)
         return -EIO;
     bool held = len == 0 || cascade_store_has_range(st, off, len) == CASCADE_STORE_OK;
+    pthread_mutex_lock(&n->lock);
+    uint64_t fails = f->fetch.store_fail_count;   /* failures from now on are news */
+    pthread_mutex_unlock(&n->lock);
     uint64_t first, count;
     if (!held) {
         byte_range_blocks(m, off, len, &first, &count);
@@ -553,7 +566,9 @@ int node_file_fetch_range(struct node_file *f, uint64_t off, uint64_t len,
             rc = -ECANCELED;
             break;
         }
-        if (f->fetch.store_errno) {
+        /* Storing failed again while we waited (our block's probe, most
+         * likely): the reader hears the true cause now. */
+        if (f->fetch.store_errno && f->fetch.store_fail_count != fails) {
             rc = -f->fetch.store_errno;
             break;
         }

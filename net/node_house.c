@@ -76,6 +76,7 @@ static void house_pass(struct peer_node *n)
 static void *house_main(void *arg)
 {
     struct peer_node *n = arg;
+    pthread_setname_np(pthread_self(), "cascade-house");
     pthread_mutex_lock(&n->lock);
     while (!n->house_stop) {
         if (!n->house_kick) {

@@ -57,10 +57,13 @@ struct fetch_file {
     size_t n_stale;
     struct cascade_store *store; /* held open by the fetch pin while anything is wanted */
     bool listed;                 /* the tracker agent lists it */
-    /* A storing failure episode: logged once, retried with a growing gap. */
+    /* A storing failure episode: logged once, retried with a growing gap
+     * (at once for a waiting reader). */
     int store_errno;
-    int store_failures;
+    int store_failures;          /* in this episode */
+    uint64_t store_fail_count;   /* in all: a waiting reader sees a new one */
     uint64_t store_retry_ms;
+    uint64_t wanted_urgent;      /* blocks a reader waits for */
     uint64_t last_progress_ms;
 };
 
@@ -153,6 +156,7 @@ struct peer_node {
     pthread_mutex_t lock;        /* the fetch lock: everything below unless noted */
     bool stopping;
     bool interrupted;            /* node_interrupt: waits end at once */
+    atomic_bool interrupt_pending; /* node_interrupt_from_signal: the loop interrupts */
 
     struct node_file **files;    /* by index */
     size_t n_files, files_cap;

@@ -149,6 +149,7 @@ static void put_finish(struct peer_node *n, struct put_item *it, int r, int err)
 static void *put_worker_main(void *arg)
 {
     struct peer_node *n = arg;
+    pthread_setname_np(pthread_self(), "cascade-work");
     pthread_mutex_lock(&n->lock);
     for (;;) {
         while (!n->put_head && !n->workers_stop)

@@ -20,6 +20,12 @@
  * On the root folder:
  *   user.cascade.files            number of files in the mount
  *   user.cascade.server           IP:PORT this mount serves blocks on
+ *   user.cascade.buffers          bytes of block buffers held now
+ *   user.cascade.buffers_peak     most bytes of block buffers held at once
+ *   user.cascade.buffers_limit    the bound on those bytes
+ *   user.cascade.tables           bytes of the node's per-file, per-block
+ *                                 and per-peer tables
+ *   user.cascade.stores_open      stores (data files) open now
  */
 #ifndef NET_STATUS_XATTR_H
 #define NET_STATUS_XATTR_H
@@ -40,5 +46,10 @@
 
 #define STATUS_XATTR_FILES "files"
 #define STATUS_XATTR_SERVER "server"
+#define STATUS_XATTR_BUFFERS "buffers"
+#define STATUS_XATTR_BUFFERS_PEAK "buffers_peak"
+#define STATUS_XATTR_BUFFERS_LIMIT "buffers_limit"
+#define STATUS_XATTR_TABLES "tables"
+#define STATUS_XATTR_STORES_OPEN "stores_open"
 
 #endif

@@ -223,6 +223,7 @@ static void agent_run(struct tracker_agent *a, struct agent_task *task)
 static void *agent_main(void *arg)
 {
     struct tracker_agent *a = arg;
+    pthread_setname_np(pthread_self(), "cascade-track");
     pthread_mutex_lock(&a->lock);
     while (!a->stop) {
         struct agent_task task;

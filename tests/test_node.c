@@ -1064,6 +1064,87 @@ static void test_interrupt_wakes_readers(void **state)
     teardown(&fx);
 }
 
+/* A stop in the middle of a download loses nothing fetched: every block
+ * counted as fetched before the stop is held when the cache is opened
+ * again (the workers store what was received, the stores flush). */
+static void test_stop_keeps_what_was_fetched(void **state)
+{
+    (void)state;
+    struct fixture fx;
+    build(&fx, 4 * 1024 * 1024, 4096, 80);
+    struct sockaddr_in a;
+    struct peer_node *seeder = start_seeder(&fx, &a);
+    start_node(&fx, &a, 1, 0, 0);
+    node_file_want_all(fx.nf);
+    struct node_file_stats s = file_stats(&fx);
+    for (int i = 0; i < 3000 && s.blocks_fetched < 200; i++) {   /* up to 30 s */
+        usleep(10 * 1000);
+        s = file_stats(&fx);
+    }
+    assert_true(s.blocks_fetched >= 200);
+    stop_node(&fx);                    /* in the middle of it */
+    node_stop(seeder);
+    start_node(&fx, NULL, 0, 0, 0);    /* the same cache, opened again */
+    assert_true(cascade_store_held_count(fx.dst) >= s.blocks_fetched);
+    assert_true(cascade_store_held_count(fx.dst) > 0);
+    uint8_t *buf = malloc(fx.meta.block_size);
+    assert_non_null(buf);
+    for (uint64_t i = 0; i < fx.meta.block_count; i++)   /* and every one is right */
+        if (cascade_store_read(fx.dst, i, 0, buf, fx.meta.block_size) == CASCADE_STORE_OK)
+            assert_memory_equal(buf, fx.data + i * fx.meta.block_size, fx.meta.block_size);
+    free(buf);
+    teardown(&fx);
+}
+
+/* Many files queued to fill (seed, -o fill) fill a few at a time, each
+ * keeping its store open only while it fills, and all complete. */
+static void test_fills_take_turns(void **state)
+{
+    (void)state;
+    enum { FILES = 20 };
+    struct fixture fs[FILES], *all[FILES];
+    for (int i = 0; i < FILES; i++) {
+        build(&fs[i], 64 * 1024 + (uint64_t)i, 1024, 90u + (unsigned)i);
+        all[i] = &fs[i];
+    }
+    struct sockaddr_in a;
+    struct peer_node *seeder = start_seeder_of(all, FILES, fs[0].dir, "seeder", 0, &a);
+    char cache[128], err[CASCADE_ERRLEN];
+    snprintf(cache, sizeof cache, "%s/dst", fs[0].dir);
+    struct node_config cfg = {.static_peers = &a, .n_static_peers = 1, .cache_root = cache,
+                              .max_idle_stores = 1};
+    struct peer_node *node;
+    assert_int_equal(node_start(&cfg, &node, err, sizeof err), 0);
+    for (int i = 0; i < FILES; i++) {
+        assert_int_equal(node_add_file(node, &fs[i].meta, NULL, &fs[i].nf, err, sizeof err), 0);
+        node_file_fill(fs[i].nf);
+    }
+    size_t most_open = 0;
+    for (int round = 0; round < 6000; round++) {   /* up to 60 s */
+        struct node_stats ns;
+        node_get_stats(node, &ns);
+        if (ns.stores_open > most_open)
+            most_open = ns.stores_open;
+        int done = 0;
+        for (int i = 0; i < FILES; i++)
+            done += node_file_held_count(fs[i].nf) == fs[i].meta.block_count;
+        if (done == FILES)
+            break;
+        usleep(10 * 1000);
+    }
+    for (int i = 0; i < FILES; i++)
+        assert_int_equal(node_file_held_count(fs[i].nf), fs[i].meta.block_count);
+    /* The fills at once, plus the one idle store allowed (and one closing). */
+    assert_true(most_open <= NODE_FILLS_AT_ONCE + 2);
+    assert_true(most_open >= 1);
+    node_stop(node);
+    node_stop(seeder);
+    for (int i = 0; i < FILES; i++) {
+        fs[i].nf = NULL;
+        teardown(&fs[i]);
+    }
+}
+
 int main(void)
 {
     cascade_log_init("test_node", getenv("CASCADE_TEST_DEBUG") ? CASCADE_LOG_DEBUG
@@ -1088,6 +1169,8 @@ int main(void)
         cmocka_unit_test(test_buffers_bounded_and_given_back),
         cmocka_unit_test(test_idle_store_closes_and_serves),
         cmocka_unit_test(test_interrupt_wakes_readers),
+        cmocka_unit_test(test_stop_keeps_what_was_fetched),
+        cmocka_unit_test(test_fills_take_turns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -199,31 +199,286 @@ static void vouching_cannot_be_borrowed(void **state)
     tracker_state_free(ts);
 }
 
-static void memory_bounded_under_flood(void **state)
+static void random_hash(uint64_t *x, uint8_t out[CASCADE_HASH_LEN])
+{
+    for (size_t k = 0; k < CASCADE_HASH_LEN; k += 8) {
+        *x ^= *x << 13; *x ^= *x >> 7; *x ^= *x << 17;
+        memcpy(out + k, x, 8);
+    }
+}
+
+/* The issue's attack, without an allow-list: 100,000 subscribes for random
+ * hashes and 5,000 for the real hash with made-up ports, all from one
+ * source. The real seeder (another source) is in every answer and memory
+ * stays within the caps. */
+static void flood_from_one_source_keeps_the_seeder(void **state)
 {
     (void)state;
-    struct tracker_config cfg = {.seed = 1, .max_hashes = 1000, .max_peers_per_hash = 50};
+    struct tracker_config cfg = {.seed = 1, .max_hashes = 1000, .max_hashes_per_source = 100};
     struct tracker_state *ts = tracker_state_new(&cfg);
-    struct wire_tracker_request req = {.command = WIRE_CMD_SUBSCRIBE,
-                                       .ip = LOOPBACK(1), .port = 1};
+    const uint32_t seeder = LOOPBACK(2), attacker = LOOPBACK(3);
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, seeder, 7002, seeder, T0), 0);
+    struct wire_tracker_request req = {.command = WIRE_CMD_SUBSCRIBE, .ip = 0, .port = 1};
     uint64_t x = 88172645463325252ull;
     for (uint32_t i = 0; i < 100000; i++) {
-        for (size_t k = 0; k < CASCADE_HASH_LEN; k += 8) {
-            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-            memcpy(req.hash + k, &x, 8);
-        }
-        assert_int_equal(tracker_state_handle(ts, &req, LOOPBACK(1), T0 + i, answer, &nanswer,
+        random_hash(&x, req.hash);
+        req.port = (uint16_t)(1 + i % 65535);
+        assert_int_equal(tracker_state_handle(ts, &req, attacker, T0 + i / 100, answer, &nanswer,
                                               err, sizeof err), 0);
         assert_true(tracker_state_hash_count(ts) <= 1000);
+        if (i % 1000 == 999) {
+            assert_int_equal(ask(ts, WIRE_CMD_LIST, 1, 0, 0, LOOPBACK(9), T0 + i / 100), 0);
+            assert_true(answer_has(seeder, 7002));
+        }
     }
-    assert_int_equal(tracker_state_hash_count(ts), 1000);
-    /* one hash flooded with peers keeps only the newest max_peers_per_hash */
-    for (uint32_t i = 0; i < 5000; i++)
-        ask(ts, WIRE_CMD_SUBSCRIBE, 1, LOOPBACK(1 + i % 250), (uint16_t)(1 + i), LOOPBACK(1),
-            T0 + 200000 + i);
+    assert_int_equal(tracker_state_source_entries(ts, attacker), 100);
+    assert_int_equal(tracker_state_hash_count(ts), 101);
+    for (uint32_t i = 0; i < 5000; i++) {
+        uint64_t now = T0 + 1000 + i / 100;
+        assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, 0, (uint16_t)(1 + i), attacker, now), 0);
+        assert_true(answer_has(seeder, 7002));
+        assert_int_equal(ask(ts, WIRE_CMD_LIST, 1, 0, 0, LOOPBACK(9), now), 0);
+        assert_true(answer_has(seeder, 7002));
+    }
     uint8_t h[CASCADE_HASH_LEN];
     hash_of(1, h);
-    assert_int_equal(tracker_state_peer_count(ts, h, T0 + 205000), 50);
+    assert_int_equal(tracker_state_peer_count(ts, h, T0 + 1100),
+                     1 + TRACKER_DEFAULT_MAX_PORTS_PER_SOURCE);
+    /* 99 random hashes and its newest ports in the real one */
+    assert_int_equal(tracker_state_source_entries(ts, attacker),
+                     99 + TRACKER_DEFAULT_MAX_PORTS_PER_SOURCE);
+    tracker_state_free(ts);
+}
+
+/* With an allow-list only the ports attack is left; it pushes nobody out. */
+static void fake_ports_on_allowed_hash(void **state)
+{
+    (void)state;
+    struct tracker_config cfg = {.seed = 1};
+    struct tracker_state *ts = tracker_state_new(&cfg);
+    uint8_t h[CASCADE_HASH_LEN];
+    hash_of(1, h);
+    assert_int_equal(tracker_state_set_allowed(ts, h, 1, err, sizeof err), 1);
+    const uint32_t seeder = LOOPBACK(2), attacker = LOOPBACK(3);
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, seeder, 7002, seeder, T0), 0);
+    for (uint32_t i = 0; i < 5000; i++) {
+        assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, attacker, (uint16_t)(1 + i), attacker,
+                             T0 + i / 10), 0);
+        assert_int_equal(ask(ts, WIRE_CMD_LIST, 1, 0, 0, LOOPBACK(9), T0 + i / 10), 0);
+        assert_true(answer_has(seeder, 7002));
+    }
+    assert_int_equal(tracker_state_source_entries(ts, attacker), TRACKER_DEFAULT_MAX_PORTS_PER_SOURCE);
+    /* the attacker keeps its newest ports */
+    assert_int_equal(ask(ts, WIRE_CMD_LIST, 1, 0, 0, LOOPBACK(9), T0 + 500), 0);
+    assert_true(answer_has(attacker, 5000));
+    assert_false(answer_has(attacker, 1));
+    tracker_state_free(ts);
+}
+
+/* By default one source fills at most half the table. */
+static void source_gets_half_the_table(void **state)
+{
+    (void)state;
+    struct tracker_config cfg = {.seed = 1, .max_hashes = 10};
+    struct tracker_state *ts = tracker_state_new(&cfg);
+    for (uint8_t h = 1; h <= 8; h++)
+        assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, h, LOOPBACK(3), 7003, LOOPBACK(3), T0 + h), 0);
+    assert_int_equal(tracker_state_source_entries(ts, LOOPBACK(3)), 5);
+    assert_int_equal(tracker_state_hash_count(ts), 5);
+    tracker_state_free(ts);
+}
+
+/* A source over its hash cap loses its own oldest hash, nobody else's. */
+static void source_hash_cap_takes_its_own_oldest(void **state)
+{
+    (void)state;
+    struct tracker_config cfg = {.seed = 1, .max_hashes_per_source = 3};
+    struct tracker_state *ts = tracker_state_new(&cfg);
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, LOOPBACK(2), 7002, LOOPBACK(2), T0), 0);
+    for (uint8_t h = 1; h <= 4; h++)
+        assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, h, LOOPBACK(3), 7003, LOOPBACK(3),
+                             T0 + h), 0);
+    assert_int_equal(tracker_state_source_entries(ts, LOOPBACK(3)), 3);
+    uint8_t hash[CASCADE_HASH_LEN];
+    hash_of(1, hash);
+    assert_int_equal(tracker_state_peer_count(ts, hash, T0 + 5), 1);   /* the other source's */
+    assert_int_equal(ask(ts, WIRE_CMD_LIST, 1, 0, 0, LOOPBACK(9), T0 + 5), 0);
+    assert_true(answer_has(LOOPBACK(2), 7002) && !answer_has(LOOPBACK(3), 7003));
+    /* refreshing a hash makes it the newest: hash 2 goes next, not 3 */
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 2, LOOPBACK(3), 7003, LOOPBACK(3), T0 + 6), 0);
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 5, LOOPBACK(3), 7003, LOOPBACK(3), T0 + 7), 0);
+    hash_of(3, hash);
+    assert_int_equal(tracker_state_peer_count(ts, hash, T0 + 7), 0);
+    hash_of(2, hash);
+    assert_int_equal(tracker_state_peer_count(ts, hash, T0 + 7), 1);
+    tracker_state_free(ts);
+}
+
+/* A full table gives up a hash of the heaviest single source, and refuses
+ * a newcomer rather than drop a hash several sources share. */
+static void full_table_takes_from_the_heaviest(void **state)
+{
+    (void)state;
+    struct tracker_config cfg = {.seed = 1, .max_hashes = 10, .max_hashes_per_source = 10};
+    struct tracker_state *ts = tracker_state_new(&cfg);
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, LOOPBACK(2), 7002, LOOPBACK(2), T0), 0);
+    for (uint8_t h = 2; h <= 10; h++)
+        assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, h, LOOPBACK(3), 7003, LOOPBACK(3),
+                             T0 + h), 0);
+    assert_int_equal(tracker_state_hash_count(ts), 10);
+    /* a light newcomer takes the heavy source's least recently active hash */
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 11, LOOPBACK(4), 7004, LOOPBACK(4), T0 + 20), 0);
+    assert_int_equal(tracker_state_hash_count(ts), 10);
+    assert_int_equal(tracker_state_source_entries(ts, LOOPBACK(3)), 8);
+    uint8_t hash[CASCADE_HASH_LEN];
+    hash_of(1, hash);
+    assert_int_equal(tracker_state_peer_count(ts, hash, T0 + 20), 1);
+    hash_of(2, hash);
+    assert_int_equal(tracker_state_peer_count(ts, hash, T0 + 20), 0);
+    /* the heavy source itself only displaces its own hashes */
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 12, LOOPBACK(3), 7003, LOOPBACK(3), T0 + 21), 0);
+    assert_int_equal(tracker_state_source_entries(ts, LOOPBACK(3)), 8);
+    assert_int_equal(tracker_state_source_entries(ts, LOOPBACK(2)), 1);
+    assert_int_equal(tracker_state_source_entries(ts, LOOPBACK(4)), 1);
+
+    /* a heavy source whose hashes are all shared cannot take a light one's */
+    tracker_state_free(ts);
+    ts = tracker_state_new(&cfg);
+    for (uint8_t h = 1; h <= 8; h++) {
+        assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, h, LOOPBACK(3), 7003, LOOPBACK(3), T0), 0);
+        assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, h, LOOPBACK(5), 7005, LOOPBACK(5), T0), 0);
+    }
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 9, LOOPBACK(2), 7002, LOOPBACK(2), T0), 0);
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 10, LOOPBACK(4), 7004, LOOPBACK(4), T0), 0);
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 11, LOOPBACK(3), 7003, LOOPBACK(3), T0 + 1), -1);
+    assert_non_null(strstr(err, "tracker full"));
+    assert_int_equal(tracker_state_source_entries(ts, LOOPBACK(2)), 1);
+    assert_int_equal(tracker_state_source_entries(ts, LOOPBACK(4)), 1);
+    /* while a light newcomer may take one of theirs (equal after the swap) */
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 11, LOOPBACK(6), 7006, LOOPBACK(6), T0 + 1), 0);
+    assert_int_equal(tracker_state_source_entries(ts, LOOPBACK(2)) +
+                     tracker_state_source_entries(ts, LOOPBACK(4)), 1);
+
+    /* every hash shared by two sources: a newcomer is refused */
+    tracker_state_free(ts);
+    ts = tracker_state_new(&cfg);
+    for (uint8_t h = 1; h <= 10; h++) {
+        assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, h, LOOPBACK(2), 7002, LOOPBACK(2), T0), 0);
+        assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, h, LOOPBACK(3), 7003, LOOPBACK(3), T0), 0);
+    }
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 11, LOOPBACK(4), 7004, LOOPBACK(4), T0 + 1), -1);
+    assert_non_null(strstr(err, "tracker full"));
+    assert_int_equal(tracker_state_source_entries(ts, LOOPBACK(4)), 0);
+    assert_int_equal(tracker_state_hash_count(ts), 10);
+    /* and a list of an untracked hash is still an empty answer */
+    assert_int_equal(ask(ts, WIRE_CMD_LIST, 11, 0, 0, LOOPBACK(4), T0 + 1), 0);
+    assert_int_equal(nanswer, 0);
+    tracker_state_free(ts);
+}
+
+/* A full peer list drops the oldest entry of the source holding the most. */
+static void full_peer_list_takes_from_the_heaviest(void **state)
+{
+    (void)state;
+    struct tracker_config cfg = {.seed = 1, .max_peers_per_hash = 10, .max_ports_per_source = 5};
+    struct tracker_state *ts = tracker_state_new(&cfg);
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, LOOPBACK(2), 7002, LOOPBACK(2), T0), 0);
+    for (uint16_t p = 1; p <= 5; p++)
+        assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, LOOPBACK(3), p, LOOPBACK(3), T0 + p), 0);
+    for (uint16_t p = 1; p <= 4; p++)
+        assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, LOOPBACK(4), p, LOOPBACK(4), T0 + p), 0);
+    uint8_t hash[CASCADE_HASH_LEN];
+    hash_of(1, hash);
+    assert_int_equal(tracker_state_peer_count(ts, hash, T0 + 10), 10);
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, LOOPBACK(5), 7005, LOOPBACK(5), T0 + 10), 0);
+    assert_int_equal(tracker_state_peer_count(ts, hash, T0 + 10), 10);
+    assert_int_equal(tracker_state_source_entries(ts, LOOPBACK(3)), 4);
+    assert_int_equal(tracker_state_source_entries(ts, LOOPBACK(2)), 1);
+    assert_int_equal(ask(ts, WIRE_CMD_LIST, 1, 0, 0, LOOPBACK(9), T0 + 10), 0);
+    assert_false(answer_has(LOOPBACK(3), 1));    /* its oldest went */
+    assert_true(answer_has(LOOPBACK(3), 2));
+    tracker_state_free(ts);
+}
+
+/* An answer takes one entry per source before a second from any. */
+static void answer_spreads_over_sources(void **state)
+{
+    (void)state;
+    struct tracker_config cfg = {.seed = 3, .max_ports_per_source = 100};
+    struct tracker_state *ts = tracker_state_new(&cfg);
+    for (uint16_t p = 1; p <= 60; p++)
+        assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, LOOPBACK(3), p, LOOPBACK(3), T0), 0);
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, LOOPBACK(2), 7002, LOOPBACK(2), T0), 0);
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, LOOPBACK(4), 7004, LOOPBACK(4), T0), 0);
+    for (int round = 0; round < 20; round++) {
+        assert_int_equal(ask(ts, WIRE_CMD_LIST, 1, 0, 0, LOOPBACK(9), T0), 0);
+        assert_int_equal(nanswer, 20);
+        assert_true(answer_has(LOOPBACK(2), 7002) && answer_has(LOOPBACK(4), 7004));
+    }
+    tracker_state_free(ts);
+}
+
+/* Expiry forgets entries, their hashes and their sources. */
+static void expiry_frees_everything(void **state)
+{
+    (void)state;
+    struct tracker_config cfg = {.seed = 1, .expiry_s = 10};
+    struct tracker_state *ts = tracker_state_new(&cfg);
+    for (uint8_t h = 1; h <= 50; h++)
+        assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, h, LOOPBACK(h), 7000, LOOPBACK(h), T0 + h / 10), 0);
+    assert_int_equal(tracker_state_hash_count(ts), 50);
+    assert_int_equal(ask(ts, WIRE_CMD_LIST, 1, 0, 0, LOOPBACK(99), T0 + 12), 0);
+    assert_int_equal(tracker_state_hash_count(ts), 21);        /* h < 30 gone */
+    assert_int_equal(tracker_state_source_entries(ts, LOOPBACK(5)), 0);
+    assert_int_equal(tracker_state_source_entries(ts, LOOPBACK(45)), 1);
+    assert_int_equal(ask(ts, WIRE_CMD_LIST, 1, 0, 0, LOOPBACK(99), T0 + 100), 0);
+    assert_int_equal(tracker_state_hash_count(ts), 0);
+    tracker_state_free(ts);
+}
+
+/* A loopback address announced from elsewhere is charged to the source
+ * that announced it; announced from itself later, it moves there. */
+static void entry_moves_to_its_new_source(void **state)
+{
+    (void)state;
+    struct tracker_config cfg = {.seed = 1};
+    struct tracker_state *ts = tracker_state_new(&cfg);
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, LOOPBACK(5), 7005, LOOPBACK(1), T0), 0);
+    assert_int_equal(tracker_state_source_entries(ts, LOOPBACK(1)), 1);
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, LOOPBACK(5), 7005, LOOPBACK(5), T0 + 1), 0);
+    assert_int_equal(tracker_state_source_entries(ts, LOOPBACK(1)), 0);
+    assert_int_equal(tracker_state_source_entries(ts, LOOPBACK(5)), 1);
+    uint8_t hash[CASCADE_HASH_LEN];
+    hash_of(1, hash);
+    assert_int_equal(tracker_state_peer_count(ts, hash, T0 + 1), 1);
+    tracker_state_free(ts);
+}
+
+/* Replacing the allow-list forgets hashes no longer on it. */
+static void set_allowed_replaces(void **state)
+{
+    (void)state;
+    struct tracker_config cfg = {.seed = 1};
+    struct tracker_state *ts = tracker_state_new(&cfg);
+    uint8_t list[3 * CASCADE_HASH_LEN];
+    hash_of(1, list);
+    hash_of(2, list + CASCADE_HASH_LEN);
+    hash_of(1, list + 2 * CASCADE_HASH_LEN);                     /* a duplicate */
+    assert_int_equal(tracker_state_set_allowed(ts, list, 3, err, sizeof err), 2);
+    assert_int_equal(tracker_state_allowed_count(ts), 2);
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 1, LOOPBACK(1), 7001, LOOPBACK(1), T0), 0);
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 2, LOOPBACK(1), 7001, LOOPBACK(1), T0), 0);
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 3, LOOPBACK(1), 7001, LOOPBACK(1), T0), -1);
+    hash_of(3, list + CASCADE_HASH_LEN);
+    assert_int_equal(tracker_state_set_allowed(ts, list, 2, err, sizeof err), 2);
+    assert_int_equal(tracker_state_hash_count(ts), 1);
+    assert_int_equal(tracker_state_source_entries(ts, LOOPBACK(1)), 1);
+    assert_int_equal(ask(ts, WIRE_CMD_LIST, 2, 0, 0, LOOPBACK(1), T0), -1);
+    assert_int_equal(ask(ts, WIRE_CMD_SUBSCRIBE, 3, LOOPBACK(1), 7001, LOOPBACK(1), T0), 0);
+    /* an empty list is refused and changes nothing */
+    assert_int_equal(tracker_state_set_allowed(ts, list, 0, err, sizeof err), -1);
+    assert_non_null(strstr(err, "any file"));
+    assert_int_equal(tracker_state_allowed_count(ts), 2);
     tracker_state_free(ts);
 }
 
@@ -383,7 +638,16 @@ int main(void)
         cmocka_unit_test(allow_list),
         cmocka_unit_test(zero_ip_becomes_source),
         cmocka_unit_test(vouching_cannot_be_borrowed),
-        cmocka_unit_test(memory_bounded_under_flood),
+        cmocka_unit_test(flood_from_one_source_keeps_the_seeder),
+        cmocka_unit_test(fake_ports_on_allowed_hash),
+        cmocka_unit_test(source_gets_half_the_table),
+        cmocka_unit_test(source_hash_cap_takes_its_own_oldest),
+        cmocka_unit_test(full_table_takes_from_the_heaviest),
+        cmocka_unit_test(full_peer_list_takes_from_the_heaviest),
+        cmocka_unit_test(answer_spreads_over_sources),
+        cmocka_unit_test(expiry_frees_everything),
+        cmocka_unit_test(entry_moves_to_its_new_source),
+        cmocka_unit_test(set_allowed_replaces),
         cmocka_unit_test(client_reads_peer_list),
         cmocka_unit_test(client_reports_refusal),
         cmocka_unit_test(client_rejects_garbage_lengths),

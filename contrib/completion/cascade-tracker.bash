@@ -12,12 +12,16 @@ _cascade_tracker()
     -a | --allow)
         _filedir
         return ;;
-    -l | --listen | -g | --good | -e | --expiry | -m | --max-peers | --max-hashes)
+    -l | --listen | -g | --good | -e | --expiry | -m | --max-peers | --max-hashes | \
+    --max-peers-per-hash | --max-hashes-per-source | --max-ports-per-source | \
+    --max-connections | --max-connections-per-source | --request-timeout)
         return ;;
     esac
     $split && return
 
     COMPREPLY=($(compgen -W '-l --listen -a --allow -g --good -e --expiry -m --max-peers
-        --max-hashes -v --verbose -q --quiet -h --help -V --version' -- "$cur"))
+        --max-hashes --max-peers-per-hash --max-hashes-per-source --max-ports-per-source
+        --max-connections --max-connections-per-source --request-timeout
+        -v --verbose -q --quiet -h --help -V --version' -- "$cur"))
 }
 complete -F _cascade_tracker cascade-tracker
