@@ -7,6 +7,8 @@
 #   b. reference serve + our cascade-tracker  -> our `cascade get`
 #   c. a cascadefs mount fetching from a reference peer, then serving a
 #      reference download (skipped without /dev/fuse)
+#   d. reference peers in swarm mode (the teaching peer's way) beside our
+#      seeder and peer, then serving `cascade get` alone
 set -u
 command -v python3 >/dev/null || { echo "SKIP: python3 is missing"; exit 77; }
 # shellcheck source=tests/swarm_lib.sh
@@ -90,6 +92,46 @@ if [ -e /dev/fuse ] && command -v fusermount3 > /dev/null && [ -x "$CASCADEFS" ]
     fusermount3 -u "$MNT"
 else
     echo "skip: mount interop (no /dev/fuse, fusermount3 or cascadefs)"
+fi
+
+# d. a swarm: two reference peers behaving like the teaching peer (starting
+#    empty, serving while they fetch) beside our seeder and an empty
+#    `cascade seed`; then, ours stopped, `cascade get` from them alone.
+name=f_64K_3000000
+casc=$T/data/$name.cascade
+start ot_swarm "listening on" "$TRACKER" --listen 127.0.0.1:0
+ot=$ADDR
+start seed_swarm "serving" "$CASCADE" seed "$casc" -t "$ot" -l 127.0.0.1:0 --cache "$T/swarmseed"
+ours=("${OUR_PIDS[-1]}")
+# the reference peers list the tracker once at start: let it know the seeder
+python3 -c "import sys; sys.path.insert(0, sys.argv[1]); from cascade_ref import Meta, wait_listed;
+sys.exit(not wait_listed(sys.argv[2], Meta(sys.argv[3]), [], 30))" "$REF" "$ot" "$casc" ||
+    fail "our tracker never listed our seeder"
+start leech_swarm "serving" "$CASCADE" seed "$casc" -t "$ot" -l 127.0.0.1:0 \
+    --cache "$T/swarmleech" --data "$T/d_leech"
+ours+=("${OUR_PIDS[-1]}")
+for i in 1 2; do
+    start "ref_swarm$i" "serving on" python3 "$REF/ref_peer.py" swarm "$casc" --tracker "$ot" \
+        -o "$T/d_ref$i"
+done
+for i in 1 2; do
+    if wait_for_line "$T/ref_swarm$i.out" '^done ' 120 && cmp -s "$T/d_ref$i" "$T/data/$name"; then
+        ok "reference swarm peer $i completes beside our seeder and peer"
+    else
+        fail "reference swarm peer $i: $(tail -3 "$T/ref_swarm$i.err")"
+    fi
+done
+if wait_for_line "$T/leech_swarm.err" 'complete' 120 && cmp -s "$T/d_leech" "$T/data/$name"; then
+    ok "our cascade seed completes beside reference swarm peers"
+else
+    fail "our cascade seed beside reference swarm peers: $(tail -3 "$T/leech_swarm.err")"
+fi
+for pid in "${ours[@]}"; do stop_pid "$pid"; done
+if timeout 120 "$CASCADE" get "$casc" -o "$T/d_get" -t "$ot" --cache "$T/swarmget" -q \
+       2> "$T/d_get.err" && cmp -s "$T/d_get" "$T/data/$name"; then
+    ok "cascade get downloads from the reference swarm peers alone"
+else
+    fail "cascade get from the reference swarm peers: $(cat "$T/d_get.err")"
 fi
 
 [ "$failures" -eq 0 ] && echo "all interop checks passed"
