@@ -319,11 +319,15 @@ static bool handle_answer(struct peer_node *n, size_t pi, struct peer_answer *an
     struct peer_file *pf = fetch_peer_file(p, ans->file);
     char why[200];
     p->failures = 0;
+    if (pf && (ans->status == WIRE_STATUS_OK || ans->status == WIRE_STATUS_NOT_PRESENT))
+        pf->holds = 0.8f * pf->holds + (ans->status == WIRE_STATUS_OK ? 0.2f : 0.0f);
     switch (ans->status) {
     case WIRE_STATUS_OK: {
+        f->fetch.last_progress_ms = cascade_now_ms();
         struct put_item *it = f->fetch.prio[ans->block] != NODE_WANT_NONE
                               ? malloc(sizeof *it) : NULL;
         if (!it) {   /* landed meanwhile (a doubled request), or no memory */
+            atomic_fetch_add_explicit(&f->bytes_wasted, ans->body_len, memory_order_relaxed);
             node_buffer_give(n, ans->body, ans->body_cap);
             fetch_block_release(f, ans->block);
             fetch_file_settle(f);
@@ -370,8 +374,10 @@ static void peer_on_readable(struct peer_node *n, size_t pi)
         uint64_t before = p->conn.bytes_received;
         int r = peer_conn_read_answer(&p->conn, &hooks, &ans, err, sizeof err);
         pthread_mutex_lock(&n->lock);
-        if (p->conn.bytes_received != before && p->conn.inflight_count > 0) {
-            /* Bytes are coming for its head file: it is not stalled. */
+        if (p->conn.bytes_received != before && p->conn.in_body &&
+            p->conn.status == WIRE_STATUS_OK) {
+            /* A block is coming for its head file: that file is not stalled
+             * (answers of "not present" are no progress). */
             struct peer_request head = peer_conn_head(&p->conn);
             n->files[head.file]->fetch.last_progress_ms = cascade_now_ms();
         }

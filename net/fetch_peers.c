@@ -130,7 +130,7 @@ bool fetch_peer_listed(struct peer_node *n, struct fetch_peer *p, uint32_t file)
         p->files = grown;
         p->files_cap = cap;
     }
-    p->files[p->n_files++] = (struct peer_file){.file = file};
+    p->files[p->n_files++] = (struct peer_file){.file = file, .holds = 0.5f};
     return true;
 }
 

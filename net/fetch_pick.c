@@ -10,13 +10,17 @@
  *      read-ahead blocks go lowest index first (a reader waits for them in
  *      order; a cursor per file and priority skips what is done or out).
  *      Background blocks (fill, get, seed) are chosen so that peers hold
- *      different blocks early: the rarest we know of first (the block most
- *      peers lately said they lack), ties broken from a random start, so
- *      that fifteen peers starting together ask a seeder for fifteen
- *      different blocks and soon have something to give each other;
- *   3. in the endgame (few blocks missing, all in flight) a second request
- *      for one still on the wire elsewhere (not one already received and
- *      being stored), so a slow peer cannot hold the last ones.
+ *      different blocks early: from a peer that mostly has what it is
+ *      asked (a seeder), the rarest we know of (the block most peers lately
+ *      said they lack); from the others, the likeliest to be there; ties
+ *      broken from a random start, so that fifteen peers starting together
+ *      ask a seeder for fifteen different blocks and soon have something
+ *      to give each other;
+ *   3. in the endgame (few blocks missing, all asked for) a second request,
+ *      to a peer otherwise idle, for one still on the wire elsewhere that
+ *      it would likely bring at least twice as soon (from its rate, and the
+ *      other's rate and queue), so a slow peer (a busy seeder) cannot hold
+ *      the last ones.
  * A peer that said it lacks a block is not asked for it again for a
  * couple of seconds (NODE_LACKS_FORGET_MS). */
 #include <stdint.h>
@@ -88,15 +92,19 @@ static uint64_t node_random(struct peer_node *n)
 }
 
 /* A background block of f for p: of up to NODE_RARE_SCAN candidates from
- * a random start (not in flight, not said lacking by p), the one most
- * peers said they lack. Bounded work whatever the file's size. */
-static bool pick_rarest(struct peer_node *n, struct peer_file *pf, struct node_file *f,
-                        uint64_t now, uint64_t *out)
+ * a random start (not in flight, not said lacking by p), for a peer that
+ * mostly has what it is asked (a seeder) the rarest (the one most peers
+ * said they lack), for the others the most common (the likeliest to be
+ * there: a leecher probed for rare blocks mostly answers "not present").
+ * Bounded work whatever the file's size. */
+static bool pick_background(struct peer_node *n, struct peer_file *pf, struct node_file *f,
+                            uint64_t now, uint64_t *out)
 {
     struct fetch_file *ff = &f->fetch;
     uint64_t count = f->meta->block_count;
     uint64_t start = node_random(n) % count, best = UINT64_MAX;
-    int best_rarity = -1;
+    bool rich = pf->holds >= NODE_RICH_PEER;
+    int best_score = -1;
     size_t weighed = 0;
     for (uint64_t k = 0; k < count && k < NODE_SCAN_LIMIT && weighed < NODE_RARE_SCAN; k++) {
         uint64_t idx = start + k < count ? start + k : start + k - count;
@@ -105,9 +113,11 @@ static bool pick_rarest(struct peer_node *n, struct peer_file *pf, struct node_f
         weighed++;
         if (peer_file_lacks(f, pf, idx, now))
             continue;
-        int rarity = ff->lacked_by[idx];
-        if (rarity > best_rarity) {
-            best_rarity = rarity;
+        /* A little noise: peers whose knowledge agrees still spread out. */
+        int rarity = rich ? ff->lacked_by[idx] : UINT8_MAX - ff->lacked_by[idx];
+        int score = 4 * rarity + (int)(node_random(n) & 7);
+        if (score > best_score) {
+            best_score = score;
             best = idx;
         }
     }
@@ -120,7 +130,7 @@ static bool pick_rarest(struct peer_node *n, struct peer_file *pf, struct node_f
 static bool pick_in_file(struct peer_node *n, struct peer_file *pf, struct node_file *f,
                          uint64_t now, int prio, uint64_t *out)
 {
-    return prio == NODE_WANT_BACKGROUND ? pick_rarest(n, pf, f, now, out)
+    return prio == NODE_WANT_BACKGROUND ? pick_background(n, pf, f, now, out)
                                         : pick_in_order(pf, f, now, prio, out);
 }
 
@@ -137,21 +147,52 @@ static bool being_stored(const struct peer_node *n, uint32_t file, uint64_t idx)
 }
 
 /* Endgame: a wanted block of f already asked of one peer, for p too. */
+/* Milliseconds until (file, idx) is likely to arrive from whoever has it
+ * on the wire: its place in that connection's queue at that peer's rate.
+ * UINT64_MAX when it is not on any wire (being stored, say). */
+static uint64_t expected_arrival_ms(const struct peer_node *n, uint32_t file, uint64_t idx,
+                                    uint64_t block_size)
+{
+    for (size_t i = 0; i < n->n_peers; i++) {
+        const struct fetch_peer *q = n->peers[i];
+        if (!q->open)
+            continue;
+        for (size_t k = 0; k < q->conn.inflight_count; k++) {
+            struct peer_request r = peer_conn_inflight_at(&q->conn, k);
+            if (r.block != idx || r.file != file)
+                continue;
+            double rate = q->rate > NODE_SLOW_RATE ? q->rate : NODE_SLOW_RATE;
+            return (uint64_t)((double)(k + 1) * (double)block_size * 1000.0 / rate);
+        }
+    }
+    return UINT64_MAX;
+}
+
 static bool pick_endgame(struct peer_node *n, struct fetch_peer *p, struct peer_file *pf,
                          struct node_file *f, uint64_t now, uint64_t *out)
 {
     struct fetch_file *ff = &f->fetch;
     uint64_t count = f->meta->block_count;
-    if (ff->wanted_missing == 0 || ff->wanted_missing > NODE_ENDGAME_BLOCKS)
+    /* Only once every missing block is asked for somewhere, and only of a
+     * peer with nothing else to do for us: in a swarm a doubled block is
+     * upload someone else needed. */
+    if (ff->wanted_missing == 0 || ff->wanted_missing > NODE_ENDGAME_BLOCKS ||
+        ff->requests < ff->wanted_missing || p->conn.inflight_count + (size_t)p->verifying > 0)
         return false;
     while (ff->low_wanted < count && ff->prio[ff->low_wanted] == NODE_WANT_NONE)
         ff->low_wanted++;
+    /* Worth doubling: a block p would likely bring at least twice as soon. */
+    double rate = p->rate > NODE_SLOW_RATE ? p->rate : NODE_SLOW_RATE;
+    uint64_t here_ms = (uint64_t)((double)f->meta->block_size * 1000.0 / rate);
     uint64_t end = ff->low_wanted + NODE_SCAN_LIMIT;
     for (uint64_t idx = ff->low_wanted; idx < count && idx < end; idx++) {
         if (ff->prio[idx] == NODE_WANT_NONE || ff->inflight[idx] != 1)
             continue;
-        if (!peer_file_lacks(f, pf, idx, now) && !peer_conn_has_request(&p->conn, f->index, idx) &&
-            !being_stored(n, f->index, idx)) {
+        if (peer_file_lacks(f, pf, idx, now) || peer_conn_has_request(&p->conn, f->index, idx) ||
+            being_stored(n, f->index, idx))
+            continue;
+        uint64_t there_ms = expected_arrival_ms(n, f->index, idx, f->meta->block_size);
+        if (there_ms != UINT64_MAX && there_ms > 2 * here_ms) {
             *out = idx;
             return true;
         }

@@ -315,6 +315,7 @@ int node_stop(struct peer_node *n)
     /* 6. Then the stores: flushed and closed. */
     node_house_stop(n);
     int rc = 0;
+    uint64_t got = 0, lost = 0;
     for (size_t i = 0; i < n->n_files; i++) {
         struct node_file *f = n->files[i];
         if (f->fetch.store) {   /* the fetch pin */
@@ -323,11 +324,16 @@ int node_stop(struct peer_node *n)
         }
         if (f->pins > 0)
             log_warn("%s: still open by %d users at stop", f->name, f->pins);
+        got += atomic_load(&f->bytes_fetched);
+        lost += atomic_load(&f->bytes_wasted);
         f->pins = 0;
         if (node_file_close_if_idle(f, UINT64_MAX) && f->close_failed)
             rc = -1;
         node_file_free(f);
     }
+    if (got > 0)
+        log_info("fetched %llu bytes; %llu more arrived twice and were dropped",
+                 (unsigned long long)got, (unsigned long long)lost);
     node_buffer_trim(n);
     fetch_peers_free(n);
     if (n->wake_fd >= 0)

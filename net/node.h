@@ -96,6 +96,7 @@ struct node_file_stats {
     uint64_t blocks_fetched;
     uint64_t bytes_served;          /* block bytes sent to peers */
     uint64_t bad_blocks;            /* refused: wrong hash */
+    uint64_t bytes_wasted;          /* received but not needed (doubled requests) */
     uint64_t peers_dropped;         /* banned for misbehaving (whole node) */
     int store_errno;                /* storing fails now (0: fine) */
 };

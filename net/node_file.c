@@ -56,6 +56,7 @@ struct node_file *node_file_new(struct peer_node *n, const struct cascade_meta *
     atomic_init(&f->bytes_fetched, 0);
     atomic_init(&f->blocks_fetched, 0);
     atomic_init(&f->bad_blocks, 0);
+    atomic_init(&f->bytes_wasted, 0);
     /* The cache's own record tells what it holds; a user's data file is
      * checked when it opens. */
     if (!f->data_path)
@@ -119,6 +120,15 @@ static int file_open_store(struct node_file *f, char *err, size_t errlen)
     return 0;
 }
 
+/* Take f's store lock once no close is under way (a store being closed
+ * must not be read: its locks are being destroyed). */
+static void lock_settled(struct node_file *f)
+{
+    pthread_mutex_lock(&f->store_lock);
+    while (f->closing)
+        pthread_cond_wait(&f->store_changed, &f->store_lock);
+}
+
 /* Pin f, opening its store first when it is closed and either
  * open_if_empty or it holds blocks. 0 with *st (NULL only for a closed,
  * empty store when !open_if_empty), or -1 with a message and no pin. */
@@ -128,9 +138,7 @@ static int file_pin(struct node_file *f, bool open_if_empty, struct cascade_stor
     /* Make room first (before taking this file's lock: trimming takes others'). */
     if (atomic_load(&f->node->stores_open) >= f->node->max_idle_stores)
         node_trim_stores(f->node);
-    pthread_mutex_lock(&f->store_lock);
-    while (f->closing)
-        pthread_cond_wait(&f->store_changed, &f->store_lock);
+    lock_settled(f);
     if (!f->store && (open_if_empty || f->held_hint > 0) &&
         file_open_store(f, err, errlen) != 0) {
         pthread_mutex_unlock(&f->store_lock);
@@ -250,7 +258,7 @@ static struct cascade_store *file_store(struct node_file *f)
 
 uint64_t node_file_held_count(struct node_file *f)
 {
-    pthread_mutex_lock(&f->store_lock);
+    lock_settled(f);
     uint64_t held = f->store ? cascade_store_held_count(f->store) : f->held_hint;
     pthread_mutex_unlock(&f->store_lock);
     return held;
@@ -258,7 +266,7 @@ uint64_t node_file_held_count(struct node_file *f)
 
 void node_file_held_map(struct node_file *f, uint8_t *bits)
 {
-    pthread_mutex_lock(&f->store_lock);
+    lock_settled(f);
     if (f->store)
         cascade_store_held_map(f->store, bits);
     else if (f->held_hint > 0 && !f->data_path)
@@ -662,6 +670,7 @@ void node_file_get_stats(struct node_file *f, struct node_file_stats *out)
     out->blocks_fetched = atomic_load_explicit(&f->blocks_fetched, memory_order_relaxed);
     out->bytes_served = atomic_load_explicit(&f->bytes_served, memory_order_relaxed);
     out->bad_blocks = atomic_load_explicit(&f->bad_blocks, memory_order_relaxed);
+    out->bytes_wasted = atomic_load_explicit(&f->bytes_wasted, memory_order_relaxed);
     pthread_mutex_lock(&n->lock);
     for (size_t i = 0; i < n->n_peers; i++) {
         struct fetch_peer *p = n->peers[i];

@@ -28,9 +28,11 @@
 #define NODE_BYTES_IN_FLIGHT (2u << 20)    /* per peer, before its rate is known */
 #define NODE_PIPELINE_MS 500               /* a peer's pipeline: this long at its rate */
 #define NODE_FORGET_FAILURES 6             /* failures in a row (about 30 s): forget it */
-#define NODE_LACKS_FORGET_MS 2000          /* re-ask a peer that said "not present": a
+#define NODE_LACKS_FORGET_MS 700          /* re-ask a peer that said "not present": a
                                               young swarm's holdings grow by the second */
 #define NODE_RARE_SCAN 256                 /* background candidates weighed per pick */
+#define NODE_RICH_PEER 0.75f               /* holds this often: ask it for the rarest */
+#define NODE_SLOW_RATE (256.0 * 1024)      /* bytes/s assumed of a peer not measured yet */
 #define NODE_REFUSED_MS (5 * 60 * 1000)    /* a peer that said "unknown hash" */
 #define NODE_STALE_MAX 64
 #define NODE_SCAN_LIMIT 8192               /* blocks looked at per pick and file */
@@ -39,7 +41,7 @@
 #define NODE_TICK_MS 100
 #define NODE_IDLE_TICK_MS 500
 #define NODE_URGENT_EXTRA 2                /* urgent requests allowed past the depth */
-#define NODE_ENDGAME_BLOCKS 1024           /* at most this many missing: endgame */
+#define NODE_ENDGAME_BLOCKS 256            /* endgame: at most this many missing, all asked */
 #define NODE_URGENT_STUCK_MS 1500          /* urgent blocks behind a head this old go elsewhere too */
 #define NODE_STORE_RETRY_MIN_MS 1000       /* store failures: first retry, doubling */
 #define NODE_STORE_RETRY_MAX_MS 30000
@@ -104,6 +106,7 @@ struct node_file {
     pthread_cond_t landed;       /* a block landed, storing failed, or stopping */
 
     atomic_uint_fast64_t bytes_served, bytes_fetched, blocks_fetched, bad_blocks;
+    atomic_uint_fast64_t bytes_wasted;   /* received but not needed (a doubled request) */
 };
 
 /* ---- peers ---- */
@@ -111,6 +114,8 @@ struct node_file {
 /* What one peer said about one file. */
 struct peer_file {
     uint32_t file;
+    float holds;                 /* how often it had what we asked (status 0 vs 2),
+                                    a moving average: 1 for a seeder */
     uint64_t refused_until_ms;   /* status 1: do not ask for this file before */
     uint8_t *lacks;              /* blocks it said it does not have (bitmap) or NULL */
     uint64_t lacks_since_ms;

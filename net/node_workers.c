@@ -125,7 +125,10 @@ static void put_finish(struct peer_node *n, struct put_item *it, int r, int err)
             log_debug("%s: fetched block %llu (%zu bytes) from %s", f->name,
                       (unsigned long long)it->block, it->len, a);
         }
-        fetch_block_landed(f, it->block, it->len);
+        if (f->fetch.prio[it->block] == NODE_WANT_NONE)   /* a doubled request landed first */
+            atomic_fetch_add_explicit(&f->bytes_wasted, it->len, memory_order_relaxed);
+        else
+            fetch_block_landed(f, it->block, it->len);
     } else if (r == CASCADE_STORE_EHASH) {
         atomic_fetch_add_explicit(&f->bad_blocks, 1, memory_order_relaxed);
         if (!p->banned) {

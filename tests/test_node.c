@@ -461,7 +461,8 @@ static void tracker_start(struct fake_tracker *t, const struct sockaddr_in *peer
                           size_t first_n)
 {
     memset(t, 0, sizeof *t);
-    memcpy(t->peers, peers, n * sizeof *peers);
+    if (n > 0)
+        memcpy(t->peers, peers, n * sizeof *peers);
     t->n_peers = n;
     t->first_n = first_n;
     char err[CASCADE_ERRLEN];

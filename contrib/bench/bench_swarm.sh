@@ -241,8 +241,9 @@ start_peer() {
     mkdir -p "$dir/cache" "$dir/mnt"
     case $kind in
     seed)
+        # shellcheck disable=SC2086  # SEED_ARGS: extra words, e.g. -v to trace every block
         at_start "cswb-p$i" "$dir" "$CASCADE" seed "$CASC" -t "$TRK" -l "$ip:$PORT" \
-            --cache "$dir/cache" --data "$dir/data"
+            --cache "$dir/cache" --data "$dir/data" ${SEED_ARGS:-}
         OUTPUT[i]=$dir/data ;;
     fill)
         at_start "cswb-p$i" "$dir" "$CASCADEFS" -f \
