@@ -13,9 +13,11 @@
  * thread of its own: its owner (the peer node's housekeeper) flushes when
  * cascade_store_flush_due says so; close() flushes too.
  *
- * Locks (take in this order): flush_lock serializes flushes and owns
- * `durable`; lock guards held, held_count and the pending counters. Nothing
- * slow (hashing, disk I/O) happens under `lock`.
+ * Eviction (store_evict.c) clears marks durably before it punches, under
+ * punch_lock taken alone; a put holds punch_lock shared from its "held?"
+ * check to its mark, so no put writes into a range being punched. Readers
+ * and the block server pin extents (cascade_store_pin_range) while they
+ * use the bytes; eviction skips pinned extents. Locks: store_internal.h.
  */
 #include "cascade/store.h"
 
@@ -33,7 +35,7 @@
 
 #include "cascade/bitmap.h"
 #include "cascade/log.h"
-#include "cascade/store_record.h"
+#include "cascade/store_internal.h"
 #include "cascade/util.h"
 
 /* Flush the record when this much is pending, or after FLUSH_AGE_MS. */
@@ -41,39 +43,32 @@
 #define FLUSH_PENDING_BYTES (64u << 20)
 #define FLUSH_AGE_MS 1000
 
-struct cascade_store {
-    const struct cascade_meta *meta;
-    char *dir;
-    char *data_path;
-    char *record_path;
-    int data_fd;
-    int record_fd;              /* -1: marks kept in memory only (no writable or
-                                   no unshared record) */
-    bool read_only;
-    size_t bits_len;            /* (block_count + 7) / 8 */
-    struct cascade_record_id record_id;
-
-    pthread_mutex_t lock;
-    uint8_t *held;              /* what readers trust; guarded by lock */
-    uint64_t held_count;        /* guarded by lock */
-    uint64_t pending_blocks;    /* held but not yet in the record; guarded by lock */
-    uint64_t pending_bytes;
-    uint64_t pending_since_ms;  /* when the oldest pending mark was set */
-
-    pthread_mutex_t flush_lock;
-    uint8_t *durable;           /* bits as written in the record; guarded by flush_lock */
-    uint8_t *snapshot;          /* scratch for a flush; guarded by flush_lock */
-};
-
 /* ---- small helpers ---------------------------------------------------- */
 
-static bool block_matches(const struct cascade_meta *m, uint64_t idx,
-                          const void *data, size_t len)
+bool store_block_matches(const struct cascade_meta *m, uint64_t idx, const void *data,
+                         size_t len)
 {
     uint8_t got[CASCADE_HASH_LEN];
     if (cascade_sha256(data, len, got) < 0)
         return false;
     return memcmp(got, cascade_meta_block_hash(m, idx), CASCADE_HASH_LEN) == 0;
+}
+
+uint64_t store_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t store_bits_bytes(const struct cascade_meta *m, const uint8_t *bits, size_t len)
+{
+    uint64_t count = bitmap_count(bits, len);
+    uint64_t bytes = count * m->block_size;
+    /* The last block may be short. */
+    if (m->block_count > 0 && bitmap_get(bits, m->block_count - 1))
+        bytes -= m->block_size - cascade_meta_block_len(m, m->block_count - 1);
+    return bytes;
 }
 
 /* ---- folders and paths ------------------------------------------------ */
@@ -94,7 +89,7 @@ int cascade_store_default_root(char *out, size_t outlen)
 }
 
 /* mkdir -p; every folder we create is private to the user (0700). */
-static int store_mkdir_p(const char *path, char *err, size_t errlen)
+int store_mkdir_p(const char *path, char *err, size_t errlen)
 {
     char *tmp = strdup(path);
     if (!tmp) {
@@ -176,8 +171,7 @@ static int store_make_paths(struct cascade_store *st, const struct cascade_store
 /* ---- opening the data file and the record ----------------------------- */
 
 /* Opens the data file; *old_size is its size before we extend it. */
-static int store_open_data(struct cascade_store *st, uint64_t *old_size,
-                           char *err, size_t errlen)
+int store_open_data(struct cascade_store *st, uint64_t *old_size, char *err, size_t errlen)
 {
     int flags = st->read_only ? O_RDONLY : O_RDWR | O_CREAT;
     struct stat sb;
@@ -254,7 +248,7 @@ static int64_t store_recheck_held(struct cascade_store *st)
             continue;
         size_t len = (size_t)cascade_meta_block_len(m, i);
         if (cascade_pread_full(st->data_fd, buf, len, i * m->block_size) < 0 ||
-            !block_matches(m, i, buf, len)) {
+            !store_block_matches(m, i, buf, len)) {
             bitmap_clear(st->held, i);
             dropped++;
         }
@@ -265,7 +259,8 @@ static int64_t store_recheck_held(struct cascade_store *st)
 
 /* Opens the record file and takes its lock. Returns 1 when we own it, 0
  * when we go on without one (marks kept in memory only), -1 on error. */
-static int store_open_record_fd(struct cascade_store *st, char *err, size_t errlen)
+static int store_open_record_fd(struct cascade_store *st, bool exclusive, char *err,
+                                size_t errlen)
 {
     st->record_fd = open(st->record_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (st->record_fd < 0) {
@@ -282,6 +277,11 @@ static int store_open_record_fd(struct cascade_store *st, char *err, size_t errl
     if (flock(st->record_fd, LOCK_EX | LOCK_NB) < 0) {
         if (errno != EWOULDBLOCK) {
             cascade_errf(err, errlen, "lock %s: %s", st->record_path, strerror(errno));
+            return -1;
+        }
+        if (exclusive) {
+            cascade_errf(err, errlen, "%s is in use by another process", st->dir);
+            errno = EBUSY;
             return -1;
         }
         log_warn("store: %s is in use by another process; held marks of this one "
@@ -306,10 +306,10 @@ static int store_rewrite_record(struct cascade_store *st, bool sync, char *err, 
 }
 
 /* Loads (or starts) the record of held blocks. */
-static int store_open_record(struct cascade_store *st, uint64_t data_size,
+static int store_open_record(struct cascade_store *st, uint64_t data_size, bool exclusive,
                              char *err, size_t errlen)
 {
-    int owned = store_open_record_fd(st, err, errlen);
+    int owned = store_open_record_fd(st, exclusive, err, errlen);
     if (owned < 0 || st->record_fd < 0)
         return owned < 0 ? -1 : 0;
     int state = cascade_record_load(st->record_fd, &st->record_id, st->held,
@@ -339,7 +339,11 @@ static int store_open_record(struct cascade_store *st, uint64_t data_size,
     }
     if (state == CASCADE_RECORD_NONE)
         log_debug("store: no matching held record in %s; starting empty", st->dir);
+    /* Re-verified bytes count as checked in this run. */
+    if (state == CASCADE_RECORD_OTHER_FILE)
+        memcpy(st->checked, st->held, st->bits_len);
     st->held_count = bitmap_count(st->held, st->bits_len);
+    st->held_bytes = store_bits_bytes(st->meta, st->held, st->bits_len);
     if (!owned) {
         close(st->record_fd);
         st->record_fd = -1;
@@ -364,7 +368,9 @@ static void store_forget_unsynced(struct cascade_store *st)
         uint8_t lost = st->held[j] & (uint8_t)~st->durable[j];
         st->held[j] &= (uint8_t)~lost;
         st->held_count -= (uint64_t)__builtin_popcount(lost);
+        st->checked[j] &= (uint8_t)~lost;
     }
+    st->held_bytes = store_bits_bytes(st->meta, st->held, st->bits_len);
     st->pending_blocks = 0;
     st->pending_bytes = 0;
     pthread_mutex_unlock(&st->lock);
@@ -418,6 +424,7 @@ int cascade_store_flush(struct cascade_store *st)
     pthread_mutex_lock(&st->flush_lock);
     int rc = store_flush_locked(st, true);
     pthread_mutex_unlock(&st->flush_lock);
+    store_recency_save(st);
     return rc;
 }
 
@@ -439,7 +446,8 @@ bool cascade_store_flush_due(struct cascade_store *st, uint64_t now_ms)
 static int store_init_sync(struct cascade_store *st, char *err, size_t errlen)
 {
     if (pthread_mutex_init(&st->lock, NULL) != 0 ||
-        pthread_mutex_init(&st->flush_lock, NULL) != 0) {
+        pthread_mutex_init(&st->flush_lock, NULL) != 0 ||
+        pthread_rwlock_init(&st->punch_lock, NULL) != 0) {
         cascade_errf(err, errlen, "pthread_mutex_init failed");
         return -1;
     }
@@ -476,6 +484,8 @@ int cascade_store_open(const struct cascade_meta *meta,
     }
     st->meta = meta;
     st->read_only = opts->read_only;
+    st->cache_owned = !opts->data_path && !opts->read_only;
+    st->verify = opts->verify;
     st->data_fd = -1;
     st->record_fd = -1;
     st->bits_len = bitmap_bytes(meta->block_count);
@@ -487,7 +497,9 @@ int cascade_store_open(const struct cascade_meta *meta,
     st->held = calloc(st->bits_len + 1, 1);
     st->durable = calloc(st->bits_len + 1, 1);
     st->snapshot = calloc(st->bits_len + 1, 1);
-    if (!st->held || !st->durable || !st->snapshot) {
+    st->checked = calloc(st->bits_len + 1, 1);
+    if (!st->held || !st->durable || !st->snapshot || !st->checked ||
+        store_extents_init(st) != 0) {
         cascade_errf(err, errlen, "out of memory");
         goto fail_mem;
     }
@@ -501,19 +513,31 @@ int cascade_store_open(const struct cascade_meta *meta,
     if (!dir_ok && !st->read_only)
         goto fail;
     if (store_open_data(st, &old_size, err, errlen) < 0 ||
-        store_open_record(st, old_size, err, errlen) < 0 ||
+        store_open_record(st, old_size, opts->exclusive, err, errlen) < 0 ||
         store_extend_data(st, old_size, err, errlen) < 0)
         goto fail;
+    if (st->record_fd < 0)
+        st->cache_owned = false;   /* another process's marks: never punch under them */
+    store_recency_load(st);
+    if (st->cache_owned)
+        store_recover(st);
+    if (dir_ok)
+        store_write_copy(st);
     *out = st;
     return 0;
 
-fail:
-    cascade_store_close(st);
-    return -1;
+fail: {
+        int saved = errno;
+        cascade_store_close(st);
+        errno = saved;
+        return -1;
+    }
 fail_mem:
     free(st->held);
     free(st->durable);
     free(st->snapshot);
+    free(st->checked);
+    store_extents_free(st);
     free(st);
     return -1;
 }
@@ -531,6 +555,9 @@ void cascade_store_close(struct cascade_store *st)
         close(st->record_fd);
     pthread_mutex_destroy(&st->lock);
     pthread_mutex_destroy(&st->flush_lock);
+    pthread_rwlock_destroy(&st->punch_lock);
+    free(st->checked);
+    store_extents_free(st);
     free(st->dir);
     free(st->data_path);
     free(st->record_path);
@@ -542,18 +569,31 @@ void cascade_store_close(struct cascade_store *st)
 
 /* ---- blocks ------------------------------------------------------------- */
 
+void store_mark_held_locked(struct cascade_store *st, uint64_t idx, uint64_t len,
+                            uint64_t now_wall)
+{
+    /* Its bytes were hashed (or written) by this run. */
+    bitmap_set(st->checked, idx);
+    if (bitmap_get(st->held, idx))
+        return;
+    bitmap_set(st->held, idx);
+    st->held_count++;
+    st->held_bytes += len;
+    if (st->pending_blocks == 0)
+        st->pending_since_ms = cascade_now_ms();
+    st->pending_blocks++;
+    st->pending_bytes += len;
+    /* A block that just arrived is the last to go. */
+    st->used_ms[store_extent_of(st, idx)] = now_wall;
+    st->used_dirty = true;
+}
+
 /* Sets the held bit of a block whose verified bytes are written. */
 static void store_mark_held(struct cascade_store *st, uint64_t idx, uint64_t len)
 {
+    uint64_t now = store_wall_ms();
     pthread_mutex_lock(&st->lock);
-    if (!bitmap_get(st->held, idx)) {
-        bitmap_set(st->held, idx);
-        st->held_count++;
-        if (st->pending_blocks == 0)
-            st->pending_since_ms = cascade_now_ms();
-        st->pending_blocks++;
-        st->pending_bytes += len;
-    }
+    store_mark_held_locked(st, idx, len, now);
     pthread_mutex_unlock(&st->lock);
 }
 
@@ -574,20 +614,26 @@ int cascade_store_put(struct cascade_store *st, uint64_t idx, const void *data, 
         return CASCADE_STORE_ERANGE;
     if (st->read_only)
         return CASCADE_STORE_EROFS;
-    if (!block_matches(st->meta, idx, data, len))
+    if (!store_block_matches(st->meta, idx, data, len))
         return CASCADE_STORE_EHASH;
-    if (cascade_store_has(st, idx))
+    /* Shared: an eviction never punches between our check and our mark. */
+    pthread_rwlock_rdlock(&st->punch_lock);
+    if (cascade_store_has(st, idx)) {
+        pthread_rwlock_unlock(&st->punch_lock);
         return CASCADE_STORE_OK;
+    }
     if (cascade_pwrite_full(st->data_fd, data, len, idx * st->meta->block_size) < 0) {
         /* The caller hears the cause (errno) and says it once per episode:
          * a full disk must not become a line per block. */
         int err = errno;
+        pthread_rwlock_unlock(&st->punch_lock);
         log_debug("store: write block %llu to %s: %s", (unsigned long long)idx,
                   st->data_path, strerror(err));
         errno = err;
         return CASCADE_STORE_EIO;
     }
     store_mark_held(st, idx, len);
+    pthread_rwlock_unlock(&st->punch_lock);
     return CASCADE_STORE_OK;
 }
 
@@ -616,9 +662,143 @@ int cascade_store_has_range(struct cascade_store *st, uint64_t off, uint64_t len
     return held ? CASCADE_STORE_OK : CASCADE_STORE_MISSING;
 }
 
+/* ---- pins and verify-once --------------------------------------------------- */
+
+/* Blocks [*first, *end) under bytes [off, off+len); false when out of range. */
+static bool store_range_blocks(const struct cascade_store *st, uint64_t off, uint64_t len,
+                               uint64_t *first, uint64_t *end)
+{
+    uint64_t stop;
+    if (cascade_add_overflows(off, len, &stop) || stop > st->meta->size)
+        return false;
+    *first = off / st->meta->block_size;
+    *end = len == 0 ? *first : (stop - 1) / st->meta->block_size + 1;
+    return true;
+}
+
+static void store_pins_add(struct cascade_store *st, uint64_t first, uint64_t end, int delta)
+{
+    uint64_t last = store_extent_of(st, end - 1);
+    for (uint64_t e = store_extent_of(st, first); e <= last; e++)
+        st->pins[e] = (uint32_t)((int64_t)st->pins[e] + delta);
+}
+
+/* Read and hash block idx; true when its bytes match. */
+static bool store_block_verifies(struct cascade_store *st, uint64_t idx)
+{
+    size_t len = (size_t)cascade_meta_block_len(st->meta, idx);
+    uint8_t *buf = malloc(len ? len : 1);
+    bool ok = buf && cascade_pread_full(st->data_fd, buf, len, idx * st->meta->block_size) == 0 &&
+              store_block_matches(st->meta, idx, buf, len);
+    if (!buf)
+        log_error("store: no memory to verify block %llu of %s", (unsigned long long)idx,
+                  st->data_path);
+    free(buf);
+    return ok;
+}
+
+/* A held block whose bytes do not match: it stops being held (durably,
+ * and its bytes are released when they are the cache's). Said a few times
+ * per store, then counted. Caller holds no store lock. */
+static void store_drop_bad(struct cascade_store *st, uint64_t idx)
+{
+    pthread_rwlock_wrlock(&st->punch_lock);
+    store_clear_blocks(st, idx, idx + 1, true, st->cache_owned);
+    pthread_rwlock_unlock(&st->punch_lock);
+    pthread_mutex_lock(&st->lock);
+    uint64_t n = ++st->bad_blocks;
+    pthread_mutex_unlock(&st->lock);
+    if (n <= STORE_BAD_LOGGED)
+        log_warn("store: block %llu of %s does not match its hash (changed on disk?); "
+                 "dropped, it will be fetched again%s", (unsigned long long)idx, st->data_path,
+                 n == STORE_BAD_LOGGED ? " (further bad blocks of this file are only counted)"
+                                       : "");
+}
+
+/* Hash the blocks of [first, end) that need it (per st->verify); false when
+ * one of them does not match (it was dropped). The range is pinned. */
+static bool store_verify_range(struct cascade_store *st, uint64_t first, uint64_t end)
+{
+    bool all_good = true;
+    for (uint64_t b = first; b < end; b++) {
+        if (st->verify == CASCADE_VERIFY_NEVER)
+            break;
+        if (st->verify == CASCADE_VERIFY_FIRST) {
+            pthread_mutex_lock(&st->lock);
+            bool done = bitmap_get(st->checked, b);
+            pthread_mutex_unlock(&st->lock);
+            if (done)
+                continue;
+        }
+        if (store_block_verifies(st, b)) {
+            pthread_mutex_lock(&st->lock);
+            bitmap_set(st->checked, b);
+            pthread_mutex_unlock(&st->lock);
+        } else {
+            store_drop_bad(st, b);
+            all_good = false;
+        }
+    }
+    return all_good;
+}
+
+int cascade_store_pin_range(struct cascade_store *st, uint64_t off, uint64_t len)
+{
+    uint64_t first, end;
+    if (!store_range_blocks(st, off, len, &first, &end))
+        return CASCADE_STORE_ERANGE;
+    if (first == end)
+        return CASCADE_STORE_OK;
+    uint64_t now = store_wall_ms();
+    pthread_mutex_lock(&st->lock);
+    bool held = true;
+    for (uint64_t b = first; held && b < end; b++)
+        held = bitmap_get(st->held, b);
+    if (held) {
+        store_pins_add(st, first, end, 1);
+        uint64_t last = store_extent_of(st, end - 1);
+        for (uint64_t e = store_extent_of(st, first); e <= last; e++)
+            st->used_ms[e] = now;
+        st->used_dirty = true;
+    }
+    pthread_mutex_unlock(&st->lock);
+    if (!held)
+        return CASCADE_STORE_MISSING;
+    if (!store_verify_range(st, first, end)) {
+        cascade_store_unpin_range(st, off, len);
+        return CASCADE_STORE_MISSING;
+    }
+    return CASCADE_STORE_OK;
+}
+
+void cascade_store_unpin_range(struct cascade_store *st, uint64_t off, uint64_t len)
+{
+    uint64_t first, end;
+    if (!store_range_blocks(st, off, len, &first, &end) || first == end)
+        return;
+    pthread_mutex_lock(&st->lock);
+    store_pins_add(st, first, end, -1);
+    pthread_mutex_unlock(&st->lock);
+}
+
+int cascade_store_pin_block(struct cascade_store *st, uint64_t idx)
+{
+    if (idx >= st->meta->block_count)
+        return CASCADE_STORE_ERANGE;
+    return cascade_store_pin_range(st, cascade_meta_block_offset(st->meta, idx),
+                                   cascade_meta_block_len(st->meta, idx));
+}
+
+void cascade_store_unpin_block(struct cascade_store *st, uint64_t idx)
+{
+    if (idx < st->meta->block_count)
+        cascade_store_unpin_range(st, cascade_meta_block_offset(st->meta, idx),
+                                  cascade_meta_block_len(st->meta, idx));
+}
+
 int cascade_store_read_range(struct cascade_store *st, uint64_t off, void *buf, size_t len)
 {
-    int rc = cascade_store_has_range(st, off, len);
+    int rc = cascade_store_pin_range(st, off, len);
     if (rc != CASCADE_STORE_OK || len == 0)
         return rc;
     if (cascade_pread_full(st->data_fd, buf, len, off) < 0) {
@@ -626,9 +806,27 @@ int cascade_store_read_range(struct cascade_store *st, uint64_t off, void *buf, 
             errno = EIO;
         log_error("store: read of %zu bytes at %llu from %s: %s", len, (unsigned long long)off,
                   st->data_path, strerror(errno));
-        return CASCADE_STORE_EIO;
+        rc = CASCADE_STORE_EIO;
     }
-    return CASCADE_STORE_OK;
+    cascade_store_unpin_range(st, off, len);
+    return rc;
+}
+
+uint64_t cascade_store_held_bytes(struct cascade_store *st)
+{
+    pthread_mutex_lock(&st->lock);
+    uint64_t n = st->held_bytes;
+    pthread_mutex_unlock(&st->lock);
+    return n;
+}
+
+void cascade_store_counters(struct cascade_store *st, uint64_t *evicted_bytes,
+                            uint64_t *bad_blocks)
+{
+    pthread_mutex_lock(&st->lock);
+    *evicted_bytes = st->evicted_bytes;
+    *bad_blocks = st->bad_blocks;
+    pthread_mutex_unlock(&st->lock);
 }
 
 uint64_t cascade_store_held_count(struct cascade_store *st)
@@ -685,7 +883,7 @@ int64_t cascade_store_adopt(struct cascade_store *st, struct cascade_progress *p
                          (unsigned long long)i, st->data_path, strerror(errno));
             continue;
         }
-        if (block_matches(m, i, buf, len)) {
+        if (store_block_matches(m, i, buf, len)) {
             store_mark_held(st, i, len);
             marked++;
         }
