@@ -113,7 +113,8 @@ struct conn {
     uint8_t head[WIRE_PEER_ANSWER_HEADER_LEN + BS_MESSAGE_MAX];
     size_t head_len, head_sent;
     void *file;                         /* pinned (acquired) while block bytes remain */
-    struct cascade_store *store;        /* its store, pinned with it */
+    struct cascade_store *store;        /* its store, pinned with it; the block too (never
+                                           evicted while its bytes go out) */
     uint64_t block, block_len, file_off, file_left, file_sent;
 };
 
@@ -240,6 +241,7 @@ static void conn_unpin(struct block_server *srv, struct conn *c)
 {
     if (!c->file)
         return;
+    cascade_store_unpin_block(c->store, c->block);
     srv->source.release(srv->source.ctx, c->file, c->file_sent);
     c->file = NULL;
     c->store = NULL;
@@ -406,7 +408,8 @@ static void conn_answer(struct block_server *srv, struct conn *c)
                          "block %" PRIu64 " out of range (%" PRIu64 " blocks)", req.block, count);
         return;
     }
-    if (!st || !cascade_store_has(st, req.block)) {
+    /* Held (and its bytes checked once, see store.h): pinned until sent. */
+    if (!st || cascade_store_pin_block(st, req.block) != CASCADE_STORE_OK) {
         srv->source.release(srv->source.ctx, file, 0);
         conn_set_message(c, WIRE_STATUS_NOT_PRESENT, "block %" PRIu64 " not present", req.block);
         return;

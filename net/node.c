@@ -105,6 +105,7 @@ int node_add_file(struct peer_node *n, const struct cascade_meta *meta,
     memmove(n->by_hash + slot + 1, n->by_hash + slot, (n->n_files - slot) * sizeof *n->by_hash);
     n->by_hash[slot] = f;
     n->n_files++;
+    node_cache_add_file(f);
     /* Blocks already in the cache are worth serving: say so at once. */
     if (n->agent && n->cfg.serve && f->held_hint > 0) {
         f->announced = true;
@@ -241,7 +242,7 @@ int node_start(const struct node_config *cfg, struct peer_node **out, char *err,
     node_apply_defaults(n);
     if (pthread_mutex_init(&n->lock, NULL) != 0 ||
         cascade_cond_init_monotonic(&n->put_ready) != 0 ||
-        cascade_cond_init_monotonic(&n->house_wake) != 0) {
+        cascade_cond_init_monotonic(&n->house_wake) != 0 || node_cache_init(n) != 0) {
         cascade_errf(err, errlen, "cannot set up the node's locks");
         free(n);
         return -1;
@@ -341,6 +342,7 @@ int node_stop(struct peer_node *n)
     pthread_cond_destroy(&n->put_ready);
     pthread_cond_destroy(&n->house_wake);
     pthread_mutex_destroy(&n->lock);
+    node_cache_destroy(n);
     free(n->files);
     free(n->by_hash);
     free(n->static_peers);
@@ -389,4 +391,9 @@ void node_get_stats(struct peer_node *n, struct node_stats *out)
     out->table_bytes = tables;
     out->stores_open = (size_t)atomic_load(&n->stores_open);
     pthread_mutex_unlock(&n->lock);
+    pthread_mutex_lock(&n->cache_lock);
+    out->cache_bytes = n->cache_used;
+    pthread_mutex_unlock(&n->cache_lock);
+    out->cache_max = n->cfg.cache_max;
+    out->bytes_evicted = atomic_load(&n->bytes_evicted);
 }

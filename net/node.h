@@ -15,7 +15,10 @@
  *     to every tracker, spread over time;
  *   - a small pool of hash-and-write workers (sized by CPU count), a
  *     buffer pool for block bodies bounded in bytes, and one housekeeping
- *     thread that makes held marks durable and closes idle stores.
+ *     thread that makes held marks durable and closes idle stores;
+ *   - the cache limit (cfg.cache_max) over every file whose data is the
+ *     cache's own: a worker makes room before it stores a block, evicting
+ *     the least recently used extents of any file (net/node_cache.c).
  * The number of threads is a constant of the process, never of the number
  * of files.
  *
@@ -79,6 +82,9 @@ struct node_config {
     int store_idle_ms;              /* close a store unused this long; 0: 30 s */
     int max_idle_stores;            /* open stores beyond which the least recently
                                        used idle one closes at once; 0: 16 */
+    uint64_t cache_max;             /* bytes the cache's own data files of this node
+                                       may hold together (0: no limit); see node_cache.h */
+    enum cascade_verify verify;     /* when stored bytes are hashed again (store.h) */
 };
 
 /* How a file's data is kept. */
@@ -110,6 +116,9 @@ struct node_stats {
     size_t table_bytes;             /* per-file, per-block and per-peer tables */
     size_t stores_open;
     uint64_t connections_served;    /* connections the block server accepted, in all */
+    uint64_t cache_bytes;           /* held bytes of the cache's own data files */
+    uint64_t cache_max;             /* the limit (0: none) */
+    uint64_t bytes_evicted;         /* evicted to keep within it, in all */
 };
 
 struct peer_node;
@@ -166,7 +175,8 @@ void node_file_want_all(struct node_file *f);
 void node_file_fill(struct node_file *f);
 
 /* The read path in one call: want the missing blocks under bytes
- * [off, off+len) urgently and [ra_off, ra_off+ra_len) as read-ahead, then
+ * [off, off+len) urgently and [ra_off, ra_off+ra_len) as read-ahead (at
+ * most a quarter of the cache limit, when there is one), then
  * wait until every block under [off, off+len) is held or deadline_ms (on
  * the cascade_now_ms clock) passes. Only between open and close.
  * 0: held (read it from the store); -ETIMEDOUT; -ECANCELED (stopping);
@@ -176,7 +186,8 @@ int node_file_fetch_range(struct node_file *f, uint64_t off, uint64_t len,
 
 /* Wait until every block is held, or deadline_ms, or no block arrived for
  * stall_ms while blocks are wanted. 0, -ETIMEDOUT, -EHOSTUNREACH (stalled),
- * -ECANCELED, or the store's failure. Only between open and close. */
+ * -EFBIG (the cache limit stopped the fill), -ECANCELED, or the store's
+ * failure. Only between open and close. */
 int node_file_wait_complete(struct node_file *f, uint64_t deadline_ms, uint64_t stall_ms);
 
 /* Held blocks now (from the store, or the count it had when it closed). */

@@ -44,6 +44,7 @@ struct node_file *node_file_new(struct peer_node *n, const struct cascade_meta *
     f->name = meta->name && meta->name[0] ? meta->name : f->hash_label;
     f->read_only = opts->read_only;
     f->adopt = opts->adopt;
+    f->cache_owned = !opts->data_path && !opts->read_only;
     if (pthread_mutex_init(&f->store_lock, NULL) != 0 ||
         pthread_cond_init(&f->store_changed, NULL) != 0 ||
         cascade_cond_init_monotonic(&f->landed) != 0) {
@@ -92,6 +93,7 @@ static int file_open_store(struct node_file *f, char *err, size_t errlen)
         .cache_root = f->node->cfg.cache_root,
         .data_path = f->data_path,
         .read_only = f->read_only,
+        .verify = f->node->cfg.verify,
     };
     char why[CASCADE_ERRLEN];
     struct cascade_store *st;
@@ -114,6 +116,7 @@ static int file_open_store(struct node_file *f, char *err, size_t errlen)
     f->adopted = true;
     f->store = st;
     atomic_fetch_add(&f->node->stores_open, 1);
+    node_cache_note_open(f, st);
     log_debug("%s: store open, %llu of %llu blocks held (%s)", f->name,
               (unsigned long long)cascade_store_held_count(st),
               (unsigned long long)f->meta->block_count, cascade_store_dir(st));
@@ -206,8 +209,10 @@ bool node_file_close_if_idle(struct node_file *f, uint64_t idle_before_ms)
     pthread_mutex_unlock(&f->store_lock);
 
     uint64_t held = cascade_store_held_count(st);
+    uint64_t held_bytes = cascade_store_held_bytes(st), oldest = cascade_store_oldest_use(st);
     bool flushed = cascade_store_flush(st) == CASCADE_STORE_OK;
     cascade_store_close(st);   /* the marks are durable (unless flushed is false) */
+    node_cache_note_closed(f, held_bytes, oldest);
 
     pthread_mutex_lock(&f->store_lock);
     f->store = NULL;
@@ -557,6 +562,9 @@ int node_file_fetch_range(struct node_file *f, uint64_t off, uint64_t len,
         byte_range_blocks(m, off, len, &first, &count);
         node_file_want(f, first, count, NODE_WANT_URGENT);
     }
+    /* Read-ahead never crowds out what is being read under a cache limit. */
+    if (f->cache_owned && n->cfg.cache_max > 0 && ra_len > n->cfg.cache_max / 4)
+        ra_len = n->cfg.cache_max / 4;
     if (ra_len > 0 && ra_off < m->size) {
         if (ra_len > m->size - ra_off)
             ra_len = m->size - ra_off;
@@ -618,6 +626,10 @@ int node_file_wait_complete(struct node_file *f, uint64_t deadline_ms, uint64_t 
         }
         if (ff->store_errno) {
             rc = -ff->store_errno;
+            break;
+        }
+        if (f->fill_capped && ff->wanted_missing == 0 && ff->requests == 0) {
+            rc = -EFBIG;   /* the cache limit stopped the fill */
             break;
         }
         /* Since the last block (or bytes) arrived, or wanting began. */

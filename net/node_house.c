@@ -9,6 +9,11 @@
  *   - starts the fills waiting their turn (node_file_fill);
  *   - frees the kept block buffers once nothing has been fetched for a
  *     while, so an idle node gives its memory back.
+ *   - every HOUSE_CHECK_FILES_MS, checks that each open store's files are
+ *     still there (a cache folder deleted under a running mount is
+ *     recreated and said loudly, never written into while deleted);
+ *   - keeps the cache within its limit (node_cache.c) when it is over it
+ *     for a reason no put saw (a store that reopened holding more).
  * A store being flushed is marked so, and nobody closes it meanwhile (a
  * thread opening a store may close other idle ones: node_trim_stores). */
 #include <stdlib.h>
@@ -21,6 +26,7 @@
 #define HOUSE_TICK_MS 250
 #define HOUSE_DEFAULT_IDLE_MS 30000
 #define HOUSE_BUFFER_IDLE_MS 2000
+#define HOUSE_CHECK_FILES_MS 2000
 
 void node_house_kick(struct peer_node *n)
 {
@@ -30,19 +36,34 @@ void node_house_kick(struct peer_node *n)
     }
 }
 
+/* A store whose files were deleted under it recreates them. */
+static void house_check_files(struct node_file *f, struct cascade_store *st)
+{
+    char err[CASCADE_ERRLEN];
+    int rc = cascade_store_check_files(st, err, sizeof err);
+    if (rc < 0)
+        log_error("%s: %s", f->name, err);
+    if (rc != 0)
+        node_cache_note_open(f, st);
+}
+
 /* Flush f's store when due; close it when idle. Not under the node's lock. */
 static void house_visit(struct peer_node *n, struct node_file *f, uint64_t now,
-                        uint64_t idle_before)
+                        uint64_t idle_before, bool check_files)
 {
     pthread_mutex_lock(&f->store_lock);
     struct cascade_store *st = f->closing ? NULL : f->store;
     f->flushing = st != NULL;   /* nobody closes it under our flush */
     pthread_mutex_unlock(&f->store_lock);
+    if (st && check_files)
+        house_check_files(f, st);
     if (st && cascade_store_flush_due(st, now) && cascade_store_flush(st) != CASCADE_STORE_OK) {
         /* The store forgot what was not durable: readers want it again. */
         log_warn("%s: held marks could not be made durable; unsynced blocks will be "
                  "fetched again", f->name);
     }
+    if (st)
+        node_cache_note_open(f, st);   /* what the store dropped or recovered */
     pthread_mutex_lock(&f->store_lock);
     f->flushing = false;
     pthread_mutex_unlock(&f->store_lock);
@@ -56,6 +77,9 @@ static void house_pass(struct peer_node *n)
     uint64_t idle_ms = n->cfg.store_idle_ms > 0 ? (uint64_t)n->cfg.store_idle_ms
                                                 : HOUSE_DEFAULT_IDLE_MS;
     uint64_t idle_before = now > idle_ms ? now - idle_ms : 0;
+    bool check_files = now - n->files_checked_ms >= HOUSE_CHECK_FILES_MS;
+    if (check_files)
+        n->files_checked_ms = now;
     pthread_mutex_lock(&n->lock);
     size_t count = n->n_files;
     pthread_mutex_unlock(&n->lock);
@@ -63,8 +87,9 @@ static void house_pass(struct peer_node *n)
         pthread_mutex_lock(&n->lock);
         struct node_file *f = n->files[i];   /* the array may grow meanwhile */
         pthread_mutex_unlock(&n->lock);
-        house_visit(n, f, now, idle_before);
+        house_visit(n, f, now, idle_before, check_files);
     }
+    node_cache_house(n);
     node_trim_stores(n);
     node_start_fills(n);
     pthread_mutex_lock(&n->lock);

@@ -4,6 +4,7 @@
  *   node_file.c     a file's store (open on demand, pins), wants, waits
  *   node_workers.c  hash-and-write workers and the block buffer pool
  *   node_house.c    the housekeeper: durable marks, idle stores, pool trim
+ *   node_cache.c    the cache limit across files: room before a put, eviction
  *   fetch_peers.c   the peer table and what each peer said of each file
  *   fetch_pick.c    which block to ask a peer for next
  *   fetch_loop.c    the fetch loop: connections, requests, answers
@@ -96,11 +97,18 @@ struct node_file {
     bool close_failed;           /* the last close could not make its marks durable */
     uint64_t unused_since_ms;
     uint64_t held_hint;          /* held blocks when the store last closed (or peeked) */
+    bool cache_owned;            /* its data is the cache's own: counts toward the limit */
+
+    /* The cache's size (node_cache.c): under the node's cache_lock. */
+    uint64_t cache_bytes;        /* its held bytes, as last learned */
+    uint64_t oldest_use_ms;      /* last use of its least recently used extent, as
+                                    last learned (0: not known yet: looked at first) */
 
     /* Swarm: under the node's lock. */
     bool announced;              /* subscribed with the tracker agent */
     bool fill_queued;            /* waits in the fill queue */
     bool filling;                /* a fill holds its fetch pin */
+    bool fill_capped;            /* the cache limit stopped its fill (said once) */
     struct node_file *fill_next;
     struct fetch_file fetch;
     pthread_cond_t landed;       /* a block landed, storing failed, or stopping */
@@ -216,6 +224,16 @@ struct peer_node {
 
     atomic_int stores_open;      /* stores with descriptors open now */
     int max_idle_stores;         /* beyond this many open, idle ones close at once */
+    uint64_t files_checked_ms;   /* when the stores' files were last checked (house) */
+
+    /* The cache limit (node_cache.c). evict_lock serializes evictions and is
+     * taken before any other lock; cache_lock guards the sums and each
+     * file's cache fields, and is a leaf (nothing is taken under it). */
+    pthread_mutex_t evict_lock;
+    pthread_mutex_t cache_lock;
+    uint64_t cache_used;         /* sum of the files' cache_bytes */
+    uint64_t cache_reserved;     /* blocks being stored now */
+    atomic_uint_fast64_t bytes_evicted;
 };
 
 static inline void node_wake_loop(struct peer_node *n)
@@ -290,6 +308,30 @@ int node_house_start(struct peer_node *n, char *err, size_t errlen);
 void node_house_stop(struct peer_node *n);
 /* Ask for a flush pass soon (much is pending). Under lock. */
 void node_house_kick(struct peer_node *n);
+
+/* ---- node_cache.c ---- */
+
+int node_cache_init(struct peer_node *n);
+void node_cache_destroy(struct peer_node *n);
+/* f joined the node (its held hint counts from now on). */
+void node_cache_add_file(struct node_file *f);
+/* Learn f's held bytes (and oldest use) from its store st, open now. No
+ * lock of f's held. */
+void node_cache_note_open(struct node_file *f, struct cascade_store *st);
+/* f's store closed holding these bytes, least recently used at oldest_ms. */
+void node_cache_note_closed(struct node_file *f, uint64_t held_bytes, uint64_t oldest_ms);
+/* Before a worker stores a block of f (len bytes, wanted at prio): make
+ * room under the limit, evicting when needed (not for a background block:
+ * a fill stops at the limit). True: go ahead, len reserved (give it back
+ * with node_cache_stored); false: not stored. No lock held. */
+bool node_cache_reserve(struct node_file *f, uint64_t len, int prio);
+void node_cache_stored(struct node_file *f, struct cascade_store *st, uint64_t len);
+/* The fill of f stopped at the limit: forget its background wants, say so
+ * once. Under the node's lock. */
+void node_cache_stop_fill(struct node_file *f);
+/* Housekeeping: trim to the limit when over it (a lower limit, a store
+ * that reopened holding more). No lock held. */
+void node_cache_house(struct peer_node *n);
 
 /* ---- fetch_peers.c (under lock) ---- */
 /* (peer_file_lacks and peer_file_mark_lacks keep f's lacked_by counts.) */

@@ -112,12 +112,19 @@ void node_put_enqueue(struct peer_node *n, struct put_item *it)
     pthread_cond_signal(&n->put_ready);
 }
 
-/* A worker is done with it (under lock). */
+/* A worker is done with it (under lock). r is CASCADE_STORE_MISSING when
+ * the cache limit refused it (a fill's block). */
 static void put_finish(struct peer_node *n, struct put_item *it, int r, int err)
 {
     struct node_file *f = n->files[it->file];
     struct fetch_peer *p = n->peers[it->peer];
     p->verifying--;
+    if (r == CASCADE_STORE_MISSING) {
+        atomic_fetch_add_explicit(&f->bytes_wasted, it->len, memory_order_relaxed);
+        fetch_block_release(f, it->block);
+        node_cache_stop_fill(f);
+        return;
+    }
     if (r == CASCADE_STORE_OK) {
         if (cascade_log_enabled(CASCADE_LOG_DEBUG)) {
             char a[SOCK_ADDRSTRLEN];
@@ -166,10 +173,17 @@ static void *put_worker_main(void *arg)
         n->put_len--;
         it->next = n->put_busy;
         n->put_busy = it;
-        struct cascade_store *st = n->files[it->file]->fetch.store;
+        struct node_file *f = n->files[it->file];
+        struct cascade_store *st = f->fetch.store;
+        int prio = f->fetch.prio[it->block];
         pthread_mutex_unlock(&n->lock);
-        int r = cascade_store_put(st, it->block, it->data, it->len);
-        int err = errno;
+        int r = CASCADE_STORE_MISSING, err = 0;
+        /* Room under the cache limit first (a fill's block never evicts). */
+        if (node_cache_reserve(f, it->len, prio == NODE_WANT_NONE ? NODE_WANT_BACKGROUND : prio)) {
+            r = cascade_store_put(st, it->block, it->data, it->len);
+            err = errno;
+            node_cache_stored(f, st, it->len);
+        }
         pthread_mutex_lock(&n->lock);
         struct put_item **link = &n->put_busy;
         while (*link != it)
