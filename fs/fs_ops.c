@@ -23,8 +23,16 @@
 #include "fs/fs_xattr.h"
 #include "fs/readahead.h"
 
-/* Attributes and names never change while mounted: let the kernel keep them. */
+/* Attributes and names never change while mounted: let the kernel keep them
+ * (st_blocks excepted: see the attribute notifier below). */
 #define FS_CACHE_TIMEOUT_S 86400.0
+/* The notifier looks this often, and tells the kernel of this many files
+ * at most per look. */
+#define FS_NOTIFY_PERIOD_MS 1000
+#define FS_NOTIFY_MAX_PER_PASS 64
+/* A read whose blocks were evicted (or found bad) between the wait and the
+ * reply fetches them again at most this many times. */
+#define FS_READ_TRIES 8
 /* What the kernel may ask per request when replies are copied. */
 #define FS_MAX_IO (1u << 20)
 /* ... and when they are spliced: libfuse splices a reply only when its pipe
@@ -93,6 +101,103 @@ static bool is_root(const char *path)
     return path[0] == '/' && path[1] == '\0';
 }
 
+/* ---- telling the kernel of new held bytes ---------------------------------- */
+
+/* One thread per mount. It asks the kernel to forget a file's entry (not
+ * its pages: an entry, unlike fuse_invalidate_path's inode notice, keeps
+ * the page cache) so the next stat looks it up and sees its st_blocks. */
+struct fs_attr_notifier {
+    struct fs_mount *m;
+    struct fuse_session *se;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    bool stop;
+    uint64_t *shown;             /* held blocks the kernel last heard of, per file */
+    size_t next;                 /* where the next pass starts */
+};
+
+static void notify_pass(struct fs_attr_notifier *nt)
+{
+    struct fs_mount *m = nt->m;
+    size_t told = 0;
+    for (size_t k = 0; k < m->n_files && told < FS_NOTIFY_MAX_PER_PASS; k++) {
+        size_t i = (nt->next + k) % m->n_files;
+        struct fs_file *f = &m->files[i];
+        uint64_t held = f->nf ? node_file_held_count(f->nf) : 0;
+        if (held == nt->shown[i])
+            continue;
+        nt->shown[i] = held;
+        told++;
+        int rc = fuse_lowlevel_notify_inval_entry(nt->se, FUSE_ROOT_ID, f->meta.name,
+                                                  strlen(f->meta.name));
+        if (rc != 0 && rc != -ENOENT)
+            log_debug("%s: telling the kernel of new attributes: %s", f->meta.name,
+                      strerror(-rc));
+    }
+    nt->next = (nt->next + 1) % (m->n_files ? m->n_files : 1);
+}
+
+static void *notify_main(void *arg)
+{
+    struct fs_attr_notifier *nt = arg;
+    pthread_setname_np(pthread_self(), "cascade-attr");
+    pthread_mutex_lock(&nt->lock);
+    while (!nt->stop) {
+        struct timespec ts;
+        cascade_timespec_at(cascade_now_ms() + FS_NOTIFY_PERIOD_MS, &ts);
+        pthread_cond_timedwait(&nt->wake, &nt->lock, &ts);
+        if (nt->stop)
+            break;
+        pthread_mutex_unlock(&nt->lock);
+        notify_pass(nt);
+        pthread_mutex_lock(&nt->lock);
+    }
+    pthread_mutex_unlock(&nt->lock);
+    return NULL;
+}
+
+static void fs_notifier_start(struct fs_mount *m, struct fuse_session *se)
+{
+    struct fs_attr_notifier *nt = calloc(1, sizeof *nt);
+    if (!nt || !se || !(nt->shown = calloc(m->n_files + 1, sizeof *nt->shown)) ||
+        pthread_mutex_init(&nt->lock, NULL) != 0 || cascade_cond_init_monotonic(&nt->wake) != 0) {
+        log_warn("cannot follow held bytes for du: out of memory");
+        if (nt)
+            free(nt->shown);
+        free(nt);
+        return;
+    }
+    nt->m = m;
+    nt->se = se;
+    for (size_t i = 0; i < m->n_files; i++)
+        nt->shown[i] = m->files[i].nf ? node_file_held_count(m->files[i].nf) : 0;
+    if (pthread_create(&nt->thread, NULL, notify_main, nt) != 0) {
+        log_warn("cannot start the thread that follows held bytes for du");
+        free(nt->shown);
+        free(nt);
+        return;
+    }
+    m->notifier = nt;
+}
+
+static void fs_notifier_stop(struct fs_mount *m)
+{
+    struct fs_attr_notifier *nt = m ? m->notifier : NULL;
+    if (!nt)
+        return;
+    pthread_mutex_lock(&nt->lock);
+    nt->stop = true;
+    pthread_cond_signal(&nt->wake);
+    pthread_mutex_unlock(&nt->lock);
+    pthread_join(nt->thread, NULL);
+    pthread_mutex_destroy(&nt->lock);
+    pthread_cond_destroy(&nt->wake);
+    free(nt->shown);
+    free(nt);
+    m->notifier = NULL;
+}
+
 /* ---- setup ---------------------------------------------------------------- */
 
 /* Whether a pipe of this process can grow to FS_SPLICE_PIPE_BYTES. When it
@@ -120,8 +225,8 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
     cfg->use_ino = 0;
     /* Held data goes from the data file to the kernel without passing
      * through our memory: one copy fewer per read. */
-    bool splice = m->splice_allowed && (conn->capable & FUSE_CAP_SPLICE_WRITE) &&
-                  pipe_can_hold_reply();
+    bool splice = m->splice_allowed && m->cache_max == 0 &&
+                  (conn->capable & FUSE_CAP_SPLICE_WRITE) && pipe_can_hold_reply();
     if (splice)
         conn->want |= FUSE_CAP_SPLICE_WRITE;
     /* Large requests: fewer round trips per byte on a cold sequential read.
@@ -134,7 +239,13 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
         conn->want |= FUSE_CAP_ASYNC_READ;
     atomic_store(&m->reply_by_splice, splice);
     log_info("read replies %s", splice ? "spliced from the data file" : "copied through memory");
+    fs_notifier_start(m, fuse_get_session(fuse_get_context()->fuse));
     return m;
+}
+
+static void fs_destroy(void *private_data)
+{
+    fs_notifier_stop(private_data);
 }
 
 /* ---- metadata ------------------------------------------------------------- */
@@ -248,6 +359,10 @@ static int fs_open(const char *path, struct fuse_file_info *fi)
     }
     h->file = f;
     fs_readahead_init(&h->ra, m->readahead_blocks, f->meta.block_size);
+    /* Under a cache limit the window ahead of the reader is at most a
+     * quarter of it: what is fetched ahead must still be there when read. */
+    if (m->cache_max && h->ra.cap > m->cache_max / 4)
+        h->ra.cap = m->cache_max / 4;
     fi->fh = (uint64_t)(uintptr_t)h;
     fi->keep_cache = 1;
     return 0;
@@ -322,16 +437,22 @@ static int fetch_for_read(struct fs_mount *m, struct fs_handle *h, uint64_t off,
 }
 
 /* A reply of len bytes at off from the data file: by reference when libfuse
- * can splice it, else read into memory now. Every block under it is held. */
+ * can splice it, else read into memory now, under a pin of its blocks
+ * (which also hashes bytes this run did not write, per -o verify).
+ * -EAGAIN when a block is no longer held (evicted, or its bytes were bad):
+ * fetch it again. */
 static int reply_from_store(struct fs_mount *m, struct fs_handle *h, uint64_t off, uint64_t len,
                             struct fuse_bufvec *bv)
 {
     struct fs_file *f = h->file;
     int rc;
     if (atomic_load(&m->reply_by_splice)) {
-        /* Held blocks stay held, so the bytes libfuse splices are verified. */
-        rc = cascade_store_has_range(h->store, off, len);
+        /* Splicing happens after we return, so it is used only without a
+         * cache limit, where nothing verified is ever evicted: the pin
+         * checks the bytes once and can go at once. */
+        rc = cascade_store_pin_range(h->store, off, len);
         if (rc == CASCADE_STORE_OK) {
+            cascade_store_unpin_range(h->store, off, len);
             bv->buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
             bv->buf[0].fd = cascade_store_data_fd(h->store);
             bv->buf[0].pos = (off_t)off;
@@ -342,7 +463,7 @@ static int reply_from_store(struct fs_mount *m, struct fs_handle *h, uint64_t of
         void *mem = malloc(len);   /* freed by libfuse after the reply */
         if (!mem)
             return -ENOMEM;
-        rc = cascade_store_read_range(h->store, off, mem, len);
+        rc = cascade_store_read_range(h->store, off, mem, len);   /* pins while it reads */
         if (rc == CASCADE_STORE_OK) {
             bv->buf[0].mem = mem;
             bv->buf[0].size = len;
@@ -350,6 +471,8 @@ static int reply_from_store(struct fs_mount *m, struct fs_handle *h, uint64_t of
         }
         free(mem);
     }
+    if (rc == CASCADE_STORE_MISSING)
+        return -EAGAIN;
     log_error("%s: reading %llu bytes at %llu from the store failed (%d)", f->meta.name,
               (unsigned long long)len, (unsigned long long)off, rc);
     return -EIO;
@@ -374,10 +497,18 @@ static int fs_read_buf(const char *path, struct fuse_bufvec **bufp, size_t size,
     uint64_t len = f->meta.size - (uint64_t)off;
     if (len > size)
         len = size;
-    int rc = fetch_for_read(m, h, (uint64_t)off, len);
-    if (rc < 0)
-        return rc;
-    return reply_from_store(m, h, (uint64_t)off, len, bv);
+    for (int tries = 0; tries < FS_READ_TRIES; tries++) {
+        int rc = fetch_for_read(m, h, (uint64_t)off, len);
+        if (rc < 0)
+            return rc;
+        rc = reply_from_store(m, h, (uint64_t)off, len, bv);
+        if (rc != -EAGAIN)
+            return rc;
+    }
+    log_warn("%s: read of %zu bytes at %lld: its blocks went again each time they came "
+             "(a cache limit too small for this read?)", f->meta.name, (size_t)len,
+             (long long)off);
+    return -EIO;
 }
 
 /* ---- status --------------------------------------------------------------- */
@@ -489,6 +620,7 @@ static int fs_fallocate(const char *path, int mode, off_t off, off_t len,
 
 const struct fuse_operations fs_operations = {
     .init = fs_init,
+    .destroy = fs_destroy,
     .getattr = fs_getattr,
     .readdir = fs_readdir,
     .statfs = fs_statfs,

@@ -8,8 +8,14 @@
  * A read goes down once and comes back once: it asks the peer node for its
  * byte range (missing blocks wanted urgently, the handle's read-ahead
  * window as prefetch; see readahead.h), waits once until the mount's
- * timeout, then replies from the store. An open handle keeps its file's
- * store open (a node pin) until release. */
+ * timeout, then replies from the store (under a pin of its blocks; see
+ * store.h). An open handle keeps its file's store open (a node pin) until
+ * release.
+ *
+ * Attributes and names are cached by the kernel for a day, but a file's
+ * st_blocks (its held bytes, for `du`) changes as blocks arrive or are
+ * evicted: a thread of the mount tells the kernel to forget the entry of
+ * a file whose held bytes changed, at most once a second per file. */
 #ifndef FS_OPS_H
 #define FS_OPS_H
 
@@ -46,6 +52,8 @@ struct fs_mount {
     time_t mount_time;             /* mtime of the root folder */
     bool splice_allowed;           /* false with -o nosplice */
     atomic_bool reply_by_splice;   /* set once by init: see fs_ops.c */
+    uint64_t cache_max;            /* the cache limit (0: none): replies are copied */
+    struct fs_attr_notifier *notifier; /* tells the kernel of new held bytes (fs_ops.c) */
 };
 
 /* The table of operations; private_data of fuse_new must be a struct fs_mount. */

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cascade/store_cache.h"
 #include "cascade/util.h"
 #include "net/sock.h"
 
@@ -25,6 +26,8 @@ static const struct fuse_opt fs_opt_table[] = {
     FS_OPT("fill", fill, 1),
     FS_OPT("nosplice", nosplice, 1),
     FS_OPT("stack", stack, 1),
+    FS_OPT("cache_max=%s", cache_max_arg, 0),
+    FS_OPT("verify=%s", verify_arg, 0),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -48,6 +51,11 @@ void fs_options_usage(const char *prog, FILE *out)
         "    -o cache=DIR           block cache (default $XDG_CACHE_HOME/cascadefs\n"
         "                           or ~/.cache/cascadefs)\n"
         "    -o data=PATH           use this local data file (one .cascade only)\n"
+        "    -o cache_max=SIZE      keep the cache's data within SIZE (K, M, G, T, or a\n"
+        "                           share of its filesystem like 10%%): the least\n"
+        "                           recently read blocks are evicted (default: no limit)\n"
+        "    -o verify=WHEN         hash cached bytes again before showing or serving\n"
+        "                           them: first (once per mount, default), always, never\n"
         "    -o readahead=N         read-ahead beyond a sequential run, in blocks: the\n"
         "                           window is the run so far plus N blocks, up to\n"
         "                           64 MiB (default %d; 0 turns it off)\n"
@@ -137,6 +145,29 @@ static int make_absolute(char **path, char *err, size_t errlen)
     return 0;
 }
 
+static int parse_cache_options(struct fs_options *opts, char *err, size_t errlen)
+{
+    char why[CASCADE_ERRLEN];
+    if (opts->cache_max_arg &&
+        cascade_cache_parse_limit(opts->cache_max_arg, opts->cache, &opts->cache_max,
+                                  why, sizeof why) != 0) {
+        cascade_errf(err, errlen, "cache_max: %s", why);
+        return -1;
+    }
+    static const char *const modes[] = {"first", "always", "never"};
+    opts->verify = CASCADE_VERIFY_FIRST;
+    if (!opts->verify_arg)
+        return 0;
+    for (int i = 0; i < 3; i++) {
+        if (!strcmp(opts->verify_arg, modes[i])) {
+            opts->verify = (enum cascade_verify)i;
+            return 0;
+        }
+    }
+    cascade_errf(err, errlen, "verify=%s: give first, always or never", opts->verify_arg);
+    return -1;
+}
+
 static int check_options(struct fs_options *opts, char *err, size_t errlen)
 {
     if (make_absolute(&opts->cache, err, errlen) != 0 ||
@@ -154,6 +185,8 @@ static int check_options(struct fs_options *opts, char *err, size_t errlen)
         cascade_errf(err, errlen, "readahead=%u blocks is too large", opts->readahead);
         return -1;
     }
+    if (parse_cache_options(opts, err, errlen) != 0)
+        return -1;
     return parse_addresses(opts, err, errlen);
 }
 
@@ -186,6 +219,8 @@ void fs_options_free(struct fs_options *opts)
     free(opts->listen);
     free(opts->cache);
     free(opts->data);
+    free(opts->cache_max_arg);
+    free(opts->verify_arg);
     for (size_t i = 0; i < opts->n_positionals; i++)
         free(opts->positionals[i]);
     free(opts->positionals);

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "cascade/store.h"
 #include "net/tracker_client.h"
 
 #define FS_DEFAULT_LISTEN "0.0.0.0:0"
@@ -33,6 +34,8 @@ struct fs_options {
     int fill;               /* -o fill: fetch every block in the background */
     int nosplice;           /* -o nosplice: copy read replies through memory */
     int stack;              /* -o stack: mount even on top of a cascadefs mount */
+    char *cache_max_arg;    /* -o cache_max=SIZE|N%: limit of the cache's own data */
+    char *verify_arg;       /* -o verify=first|always|never */
     int show_help;
     int show_version;
 
@@ -42,6 +45,8 @@ struct fs_options {
     /* Parsed forms of the strings above. */
     struct tracker_list trackers;
     struct sockaddr_in listen_addr;
+    uint64_t cache_max;     /* bytes (0: no limit) */
+    enum cascade_verify verify;
 };
 
 /* Parse argv into opts; args keeps what libfuse should see (program name,

@@ -15,6 +15,8 @@ static int start_node(struct fs_mount *m, const struct fs_options *opts, char *e
         .serve = true,
         .listen = opts->listen_addr,
         .cache_root = opts->cache,
+        .cache_max = opts->cache_max,
+        .verify = opts->verify,
     };
     char why[CASCADE_ERRLEN];
     if (node_start(&cfg, &m->node, why, sizeof why) != 0) {
@@ -49,9 +51,38 @@ static int add_file(struct fs_mount *m, struct fs_file *f, const struct fs_optio
     return 0;   /* else it joins its swarm when first opened */
 }
 
+/* A limit must leave room for a few of the largest blocks it manages, or
+ * a read could evict what it waits for. */
+#define FS_CACHE_MIN_BLOCKS 4
+
+static int check_cache_max(const struct fs_mount *m, const struct fs_options *opts,
+                           char *err, size_t errlen)
+{
+    if (!opts->cache_max || opts->data)
+        return 0;
+    for (size_t i = 0; i < m->n_files; i++) {
+        const struct cascade_meta *meta = &m->files[i].meta;
+        if (meta->block_size > opts->cache_max / FS_CACHE_MIN_BLOCKS) {
+            char lim[32], bs[32];
+            cascade_human_bytes(opts->cache_max, lim, sizeof lim);
+            cascade_human_bytes(meta->block_size, bs, sizeof bs);
+            cascade_errf(err, errlen, "cache_max=%s holds fewer than %d blocks of %s "
+                         "(blocks of %s): give a larger limit", lim, FS_CACHE_MIN_BLOCKS,
+                         meta->name, bs);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int fs_services_start(struct fs_mount *m, const struct fs_options *opts,
                       char *err, size_t errlen)
 {
+    if (check_cache_max(m, opts, err, errlen) != 0)
+        return -1;
+    /* With a limit, replies are copied: a spliced reply reads the data file
+     * after our read returns, when its blocks may already be evicted. */
+    m->cache_max = opts->data ? 0 : opts->cache_max;
     if (start_node(m, opts, err, errlen) != 0)
         return -1;
     uint64_t holding = 0;
