@@ -12,5 +12,6 @@ int cli_verify(int argc, char **argv);
 int cli_get(int argc, char **argv);
 int cli_seed(int argc, char **argv);
 int cli_status(int argc, char **argv);
+int cli_cache(int argc, char **argv);
 
 #endif

@@ -3,7 +3,8 @@
  * (net/node.h), which fetches, stores and serves.
  *
  *   cascade get FILE.cascade [-o DATA] [-t TRACKER] [--cache DIR] [--timeout S] [-q] [-v]
- *   cascade seed FILE.cascade... [-t TRACKER] [-l LISTEN] [--data PATH] [--cache DIR] [-v]
+ *   cascade seed FILE.cascade... [-t TRACKER] [-l LISTEN] [--data PATH] [--cache DIR]
+ *                [--cache-max SIZE] [-v]
  *
  * get resumes from whatever DATA already holds (verified block by block),
  * hashes the whole file as blocks arrive in order (so the final check costs
@@ -28,6 +29,7 @@
 #include "cascade/progress.h"
 #include "cascade/sha256.h"
 #include "cascade/store.h"
+#include "cascade/store_cache.h"
 #include "cascade/util.h"
 #include "net/cli/cli.h"
 #include "net/node.h"
@@ -360,7 +362,8 @@ int cli_get(int argc, char **argv)
 static void seed_usage(FILE *out)
 {
     fprintf(out,
-        "usage: cascade seed FILE.cascade... [-t TRACKER] [-l LISTEN] [--data PATH] [--cache DIR] [-v]\n"
+        "usage: cascade seed FILE.cascade... [-t TRACKER] [-l LISTEN] [--data PATH] [--cache DIR]\n"
+        "                    [--cache-max SIZE] [-v]\n"
         "The full peer: for each file, check what is already on disk, subscribe it to\n"
         "the tracker, fetch what is missing and serve every block held, until\n"
         "SIGINT or SIGTERM.\n"
@@ -372,6 +375,10 @@ static void seed_usage(FILE *out)
         "                      (dir/NAME for dir/NAME.cascade)\n"
         "      --cache DIR     folder for the record of held blocks (default\n"
         "                      $XDG_CACHE_HOME/cascadefs or ~/.cache/cascadefs)\n"
+        "      --cache-max SIZE  keep the data in the cache folder instead, within\n"
+        "                      SIZE (K, M, G, T, or N%% of its disk) for every file\n"
+        "                      together: least recently used blocks are evicted, and\n"
+        "                      filling stops at the limit (--data files are not managed)\n"
         "  -v, --verbose       debug log (each block fetched)\n"
         "  -h, --help          this text\n"
         "Prints 'serving N files on IP:PORT' once listening.\n",
@@ -382,6 +389,7 @@ struct seed_opts {
     char **cascades;
     int n;
     const char *tracker, *listen, *data, *cache;
+    uint64_t cache_max;          /* 0: data next to each .cascade, no limit */
     bool verbose;
 };
 
@@ -390,9 +398,12 @@ static int parse_seed(int argc, char **argv, struct seed_opts *o)
     static const struct option longopts[] = {
         {"tracker", required_argument, NULL, 't'}, {"listen", required_argument, NULL, 'l'},
         {"data", required_argument, NULL, 'D'}, {"cache", required_argument, NULL, 'C'},
+        {"cache-max", required_argument, NULL, 'X'},
         {"verbose", no_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    const char *cache_max = NULL;
+    char err[CASCADE_ERRLEN];
     int c;
     while ((c = getopt_long(argc, argv, "t:l:vh", longopts, NULL)) != -1) {
         switch (c) {
@@ -400,6 +411,7 @@ static int parse_seed(int argc, char **argv, struct seed_opts *o)
         case 'l': o->listen = optarg; break;
         case 'D': o->data = optarg; break;
         case 'C': o->cache = optarg; break;
+        case 'X': cache_max = optarg; break;
         case 'v': o->verbose = true; break;
         case 'h': seed_usage(stdout); return CASCADE_EXIT_OK;
         default: seed_usage(stderr); return CASCADE_EXIT_USAGE;
@@ -415,6 +427,11 @@ static int parse_seed(int argc, char **argv, struct seed_opts *o)
     if (o->data && o->n != 1) {
         fprintf(stderr, "cascade seed: --data names one data file; it needs exactly one "
                 ".cascade (got %d)\n", o->n);
+        return CASCADE_EXIT_USAGE;
+    }
+    if (cache_max &&
+        cascade_cache_parse_limit(cache_max, o->cache, &o->cache_max, err, sizeof err) != 0) {
+        fprintf(stderr, "cascade seed: --cache-max: %s\n", err);
         return CASCADE_EXIT_USAGE;
     }
     return -1;
@@ -454,6 +471,8 @@ static int seed_load_file(const struct seed_opts *o, int i, struct seed_file *sf
     }
     if (o->data)
         sf->data_path = strdup(o->data);
+    else if (o->cache_max)
+        return 0;   /* in the cache folder, under the limit */
     else if (sf->meta.name && *sf->meta.name)
         sf->data_path = seed_default_data(o->cascades[i], sf->meta.name);
     else {
@@ -475,7 +494,9 @@ static int seed_load_file(const struct seed_opts *o, int i, struct seed_file *sf
 static int seed_add_file(struct peer_node *node, const char *cascade, struct seed_file *sf)
 {
     char err[CASCADE_ERRLEN];
-    bool existed = file_has_bytes(sf->data_path);
+    /* The cache's own data file is checked by its store (the recovery scan). */
+    bool existed = sf->data_path && file_has_bytes(sf->data_path);
+    const char *shown = sf->data_path ? sf->data_path : sf->meta.name;
     /* A file we may read but not write (someone else's, a read-only
      * mount) can still be seeded: verify and serve what it holds. */
     sf->read_only = existed && access(sf->data_path, W_OK) != 0;
@@ -494,7 +515,7 @@ static int seed_add_file(struct peer_node *node, const char *cascade, struct see
         adopt_existing(st, "seed", sf->data_path, false) < 0)
         rc = CASCADE_EXIT_FAIL;
     uint64_t held = cascade_store_held_count(st);
-    log_info("%s: %llu of %llu blocks held", sf->data_path, (unsigned long long)held,
+    log_info("%s: %llu of %llu blocks held", shown, (unsigned long long)held,
              (unsigned long long)sf->meta.block_count);
     sf->reported_complete = held == sf->meta.block_count;
     if (sf->read_only && !sf->reported_complete)
@@ -522,7 +543,8 @@ static void seed_wait_for_signal(struct seed_file *files, int n, const sigset_t 
             if (!files[i].reported_complete &&
                 node_file_held_count(files[i].nf) == files[i].meta.block_count) {
                 files[i].reported_complete = true;
-                log_info("%s: complete (%llu blocks), serving it", files[i].data_path,
+                log_info("%s: complete (%llu blocks), serving it",
+                         files[i].data_path ? files[i].data_path : files[i].meta.name,
                          (unsigned long long)files[i].meta.block_count);
             }
         }
@@ -532,7 +554,7 @@ static void seed_wait_for_signal(struct seed_file *files, int n, const sigset_t 
 static int seed_run(const struct seed_opts *o, struct seed_file *files, struct peer_node **node,
                     const sigset_t *set)
 {
-    struct node_config cfg = {.serve = true, .cache_root = o->cache};
+    struct node_config cfg = {.serve = true, .cache_root = o->cache, .cache_max = o->cache_max};
     char shown[256], err[CASCADE_ERRLEN];
     if (parse_tracker("seed", o->tracker, &cfg.trackers, shown, sizeof shown) < 0)
         return CASCADE_EXIT_USAGE;

@@ -15,6 +15,7 @@ static const struct {
     {"get",    cli_get,    "download a file from peers (download only)"},
     {"seed",   cli_seed,   "download what is missing, then serve files to peers"},
     {"status", cli_status, "show progress of a cascadefs mount"},
+    {"cache",  cli_cache,  "list, measure, trim or check the block cache"},
 };
 
 static void usage(FILE *out)
