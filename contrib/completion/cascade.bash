@@ -19,7 +19,7 @@ _cascade()
         if [[ $cur == -* ]]; then
             COMPREPLY=($(compgen -W '-h --help -V --version' -- "$cur"))
         else
-            COMPREPLY=($(compgen -W 'create info verify get seed status' -- "$cur"))
+            COMPREPLY=($(compgen -W 'create info verify get seed status cache' -- "$cur"))
         fi
         return
     fi
@@ -60,10 +60,22 @@ _cascade()
         --cache)
             _filedir -d
             return ;;
-        -t | --tracker | -l | --listen)
+        -t | --tracker | -l | --listen | --cache-max)
             return ;;
         esac
-        opts='-t --tracker -l --listen --data --cache -v --verbose -h --help' ;;
+        opts='-t --tracker -l --listen --data --cache --cache-max -v --verbose -h --help' ;;
+    cache)
+        case $prev in
+        --cache)
+            _filedir -d
+            return ;;
+        --max)
+            return ;;
+        cache)
+            [[ $cur != -* ]] &&
+                COMPREPLY=($(compgen -W 'ls du rm gc verify' -- "$cur")) && return ;;
+        esac
+        opts='--cache --max --json -h --help' ;;
     status)
         opts='--no-map -h --help' ;;
     *)
@@ -78,6 +90,7 @@ _cascade()
     fi
     case $cmd in
     create | verify | status) _filedir ;;
+    cache) ;;
     *) _filedir cascade ;;
     esac
 }

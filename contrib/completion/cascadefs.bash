@@ -5,6 +5,7 @@
 
 # The keys of -o: ours, then the FUSE ones worth offering.
 _cascadefs_keys='tracker= listen= cache= data= readahead= timeout= fill nosplice stack
+    cache_max= verify=
     allow_other auto_unmount max_threads= max_idle_threads= clone_fd ro'
 
 # Complete the last item of a comma-separated -o list (cur holds all of it).
@@ -25,6 +26,9 @@ _cascadefs_o()
         COMPREPLY=($(compgen -f -- "${item#*=}"))
         COMPREPLY=("${COMPREPLY[@]/#/${head}data=}")
         compopt -o nospace ;;
+    verify=*)
+        COMPREPLY=($(compgen -W 'first always never' -- "${item#*=}"))
+        COMPREPLY=("${COMPREPLY[@]/#/${head}verify=}") ;;
     *=*) ;;
     *)
         IFS=$' \t\n'
