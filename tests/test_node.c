@@ -1192,6 +1192,125 @@ static void test_fills_take_turns(void **state)
     }
 }
 
+/* ---- the cache limit (node_cache.c) ---- */
+
+#define MIB (1024 * 1024)
+
+/* A node under a cache limit over two files (fs[0], fs[1]) served by one
+ * seeder; the files are added (not opened). */
+static struct peer_node *start_limited(struct fixture *fs, struct peer_node **seeder,
+                                       uint64_t limit)
+{
+    struct fixture *all[2] = {&fs[0], &fs[1]};
+    struct sockaddr_in a;
+    *seeder = start_seeder_of(all, 2, fs[0].dir, "seeder", 0, &a);
+    char cache[128], err[CASCADE_ERRLEN];
+    snprintf(cache, sizeof cache, "%s/dst", fs[0].dir);
+    struct node_config cfg = {.static_peers = &a, .n_static_peers = 1, .cache_root = cache,
+                              .cache_max = limit};
+    struct peer_node *node;
+    assert_int_equal(node_start(&cfg, &node, err, sizeof err), 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(node_add_file(node, &fs[i].meta, NULL, &fs[i].nf, err, sizeof err), 0);
+    return node;
+}
+
+static uint64_t cache_bytes(struct peer_node *node)
+{
+    struct node_stats ns;
+    node_get_stats(node, &ns);
+    return ns.cache_bytes;
+}
+
+/* Read all of f through the read path, a MiB at a time, checking after
+ * each that the node's cache stayed within limit. */
+static void read_all_within(struct fixture *f, struct peer_node *node, uint64_t limit)
+{
+    char err[CASCADE_ERRLEN];
+    struct cascade_store *st = node_file_open(f->nf, err, sizeof err);
+    assert_non_null(st);
+    uint8_t *buf = malloc(MIB);
+    assert_non_null(buf);
+    for (uint64_t off = 0; off < f->meta.size; off += MIB) {
+        uint64_t len = f->meta.size - off < MIB ? f->meta.size - off : MIB;
+        assert_int_equal(node_file_fetch_range(f->nf, off, len, 0, 0,
+                                               cascade_now_ms() + WAIT_MS), 0);
+        assert_int_equal(cascade_store_read_range(st, off, buf, len), CASCADE_STORE_OK);
+        assert_memory_equal(buf, f->data + off, len);
+        assert_true(cache_bytes(node) <= limit);
+        usleep(2000);   /* a later read is a later use */
+    }
+    free(buf);
+    node_file_close(f->nf);
+}
+
+/* The limit holds across files: reading a second file evicts the least
+ * recently used extents, which are the first file's, and the second file
+ * stays whole; evicted blocks are simply missing. */
+static void test_cache_limit_across_files(void **state)
+{
+    (void)state;
+    struct fixture fs[2];
+    build(&fs[0], 4 * MIB, 64 * 1024, 201);
+    build(&fs[1], 4 * MIB, 64 * 1024, 202);
+    struct peer_node *seeder;
+    const uint64_t limit = 5 * MIB;
+    struct peer_node *node = start_limited(fs, &seeder, limit);
+    read_all_within(&fs[0], node, limit);
+    assert_int_equal(node_file_held_count(fs[0].nf), fs[0].meta.block_count);
+    read_all_within(&fs[1], node, limit);
+    assert_int_equal(node_file_held_count(fs[1].nf), fs[1].meta.block_count);
+    uint64_t a_held = node_file_held_count(fs[0].nf) * fs[0].meta.block_size;
+    assert_true(a_held + 4 * MIB <= limit);
+    struct node_stats ns;
+    node_get_stats(node, &ns);
+    assert_true(ns.bytes_evicted >= 3 * MIB);
+    assert_int_equal(ns.cache_max, limit);
+    /* The first of fs[0]'s blocks went first: it was used longest ago. */
+    uint8_t *map = calloc(1, fs[0].meta.block_count / 8 + 1);
+    assert_non_null(map);
+    node_file_held_map(fs[0].nf, map);
+    assert_int_equal(map[0] & 1, 0);
+    free(map);
+    /* Reading it again brings it back (and evicts in turn). */
+    read_all_within(&fs[0], node, limit);
+    node_stop(node);
+    node_stop(seeder);
+    for (int i = 0; i < 2; i++) {
+        fs[i].nf = NULL;
+        teardown(&fs[i]);
+    }
+}
+
+/* A fill under a limit below the file's size fills up to the limit and
+ * stops (wait_complete says why); the cache stays within it. */
+static void test_fill_stops_at_limit(void **state)
+{
+    (void)state;
+    struct fixture fs[2];
+    build(&fs[0], 6 * MIB, 64 * 1024, 203);
+    build(&fs[1], 64 * 1024, 64 * 1024, 204);
+    struct peer_node *seeder;
+    const uint64_t limit = 2 * MIB;
+    struct peer_node *node = start_limited(fs, &seeder, limit);
+    char err[CASCADE_ERRLEN];
+    assert_non_null(node_file_open(fs[0].nf, err, sizeof err));
+    node_file_want_all(fs[0].nf);
+    int rc = node_file_wait_complete(fs[0].nf, cascade_now_ms() + WAIT_MS, WAIT_MS);
+    assert_int_equal(rc, -EFBIG);
+    uint64_t held = node_file_held_count(fs[0].nf) * fs[0].meta.block_size;
+    assert_true(held <= limit);
+    assert_true(held >= limit / 2);
+    assert_true(cache_bytes(node) <= limit);
+    node_file_close(fs[0].nf);
+    node_stop(node);
+    node_stop(seeder);
+    for (int i = 0; i < 2; i++) {
+        fs[i].nf = NULL;
+        teardown(&fs[i]);
+    }
+}
+
 int main(void)
 {
     cascade_log_init("test_node", getenv("CASCADE_TEST_DEBUG") ? CASCADE_LOG_DEBUG
@@ -1219,6 +1338,8 @@ int main(void)
         cmocka_unit_test(test_young_swarm_lists_often),
         cmocka_unit_test(test_stop_keeps_what_was_fetched),
         cmocka_unit_test(test_fills_take_turns),
+        cmocka_unit_test(test_cache_limit_across_files),
+        cmocka_unit_test(test_fill_stops_at_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
