@@ -13,11 +13,11 @@
  * thread of its own: its owner (the peer node's housekeeper) flushes when
  * cascade_store_flush_due says so; close() flushes too.
  *
- * Eviction (store_evict.c) clears marks durably before it punches, under
- * punch_lock taken alone; a put holds punch_lock shared from its "held?"
- * check to its mark, so no put writes into a range being punched. Readers
- * and the block server pin extents (cascade_store_pin_range) while they
- * use the bytes; eviction skips pinned extents. Locks: store_internal.h.
+ * Eviction (store_evict.c) clears marks durably before it punches, and a
+ * put of a block being evicted waits until its bytes are punched, so no
+ * put writes into a range being punched. Readers and the block server pin
+ * extents (cascade_store_pin_range) while they use the bytes; eviction
+ * skips pinned extents. Locks: store_internal.h.
  */
 #include "cascade/store.h"
 
@@ -447,7 +447,8 @@ static int store_init_sync(struct cascade_store *st, char *err, size_t errlen)
 {
     if (pthread_mutex_init(&st->lock, NULL) != 0 ||
         pthread_mutex_init(&st->flush_lock, NULL) != 0 ||
-        pthread_rwlock_init(&st->punch_lock, NULL) != 0) {
+        pthread_rwlock_init(&st->punch_lock, NULL) != 0 ||
+        pthread_cond_init(&st->punched, NULL) != 0) {
         cascade_errf(err, errlen, "pthread_mutex_init failed");
         return -1;
     }
@@ -498,7 +499,8 @@ int cascade_store_open(const struct cascade_meta *meta,
     st->durable = calloc(st->bits_len + 1, 1);
     st->snapshot = calloc(st->bits_len + 1, 1);
     st->checked = calloc(st->bits_len + 1, 1);
-    if (!st->held || !st->durable || !st->snapshot || !st->checked ||
+    st->evicting = calloc(st->bits_len + 1, 1);
+    if (!st->held || !st->durable || !st->snapshot || !st->checked || !st->evicting ||
         store_extents_init(st) != 0) {
         cascade_errf(err, errlen, "out of memory");
         goto fail_mem;
@@ -537,6 +539,7 @@ fail_mem:
     free(st->durable);
     free(st->snapshot);
     free(st->checked);
+    free(st->evicting);
     store_extents_free(st);
     free(st);
     return -1;
@@ -556,7 +559,9 @@ void cascade_store_close(struct cascade_store *st)
     pthread_mutex_destroy(&st->lock);
     pthread_mutex_destroy(&st->flush_lock);
     pthread_rwlock_destroy(&st->punch_lock);
+    pthread_cond_destroy(&st->punched);
     free(st->checked);
+    free(st->evicting);
     store_extents_free(st);
     free(st->dir);
     free(st->data_path);
@@ -616,9 +621,15 @@ int cascade_store_put(struct cascade_store *st, uint64_t idx, const void *data, 
         return CASCADE_STORE_EROFS;
     if (!store_block_matches(st->meta, idx, data, len))
         return CASCADE_STORE_EHASH;
-    /* Shared: an eviction never punches between our check and our mark. */
+    /* Shared: the data file is not replaced under our write. A block being
+     * evicted is written only once its old bytes are punched; a block not
+     * held is never punched, so our bytes stay. */
     pthread_rwlock_rdlock(&st->punch_lock);
-    if (cascade_store_has(st, idx)) {
+    pthread_mutex_lock(&st->lock);
+    store_wait_punched(st, idx);
+    bool held = bitmap_get(st->held, idx);
+    pthread_mutex_unlock(&st->lock);
+    if (held) {
         pthread_rwlock_unlock(&st->punch_lock);
         return CASCADE_STORE_OK;
     }
@@ -702,8 +713,8 @@ static bool store_block_verifies(struct cascade_store *st, uint64_t idx)
  * per store, then counted. Caller holds no store lock. */
 static void store_drop_bad(struct cascade_store *st, uint64_t idx)
 {
-    pthread_rwlock_wrlock(&st->punch_lock);
-    store_clear_blocks(st, idx, idx + 1, true, st->cache_owned);
+    pthread_rwlock_rdlock(&st->punch_lock);
+    store_clear_blocks(st, idx, idx + 1, true);
     pthread_rwlock_unlock(&st->punch_lock);
     pthread_mutex_lock(&st->lock);
     uint64_t n = ++st->bad_blocks;

@@ -178,8 +178,14 @@ void store_punch(struct cascade_store *st, uint64_t first, uint64_t end)
     }
 }
 
+void store_wait_punched(struct cascade_store *st, uint64_t idx)
+{
+    while (bitmap_get(st->evicting, idx))
+        pthread_cond_wait(&st->punched, &st->lock);
+}
+
 /* Clear the marks of blocks [first, end) not pinned (all with force), under
- * lock; the bytes cleared. */
+ * lock, marking them evicting; the bytes cleared. */
 static uint64_t clear_locked(struct cascade_store *st, uint64_t first, uint64_t end, bool force)
 {
     uint64_t freed = 0;
@@ -189,6 +195,7 @@ static uint64_t clear_locked(struct cascade_store *st, uint64_t first, uint64_t 
         uint64_t len = cascade_meta_block_len(st->meta, b);
         bitmap_clear(st->held, b);
         bitmap_clear(st->checked, b);
+        bitmap_set(st->evicting, b);
         st->held_count--;
         st->held_bytes -= len;
         freed += len;
@@ -217,20 +224,42 @@ static int record_sync_cleared(struct cascade_store *st, size_t from, size_t to)
     return 0;
 }
 
-int64_t store_clear_blocks(struct cascade_store *st, uint64_t first, uint64_t end, bool force,
-                           bool punch)
+/* Punch the runs of evicting blocks in [first, end) (unless keep: the
+ * record could not say they went, so their bytes stay), then let waiting
+ * puts go on. */
+static void punch_evicting(struct cascade_store *st, uint64_t first, uint64_t end, bool keep)
+{
+    uint64_t b = first;
+    while (!keep && b < end) {
+        pthread_mutex_lock(&st->lock);
+        while (b < end && !bitmap_get(st->evicting, b))
+            b++;
+        uint64_t run = b;
+        while (run < end && bitmap_get(st->evicting, run))
+            run++;
+        pthread_mutex_unlock(&st->lock);
+        store_punch(st, b, run);
+        b = run;
+    }
+    pthread_mutex_lock(&st->lock);
+    for (b = first; b < end; b++)
+        bitmap_clear(st->evicting, b);
+    pthread_cond_broadcast(&st->punched);
+    pthread_mutex_unlock(&st->lock);
+}
+
+int64_t store_clear_blocks(struct cascade_store *st, uint64_t first, uint64_t end, bool force)
 {
     pthread_mutex_lock(&st->flush_lock);
     pthread_mutex_lock(&st->lock);
     uint64_t freed = clear_locked(st, first, end, force);
     pthread_mutex_unlock(&st->lock);
     int rc = record_sync_cleared(st, (size_t)(first / 8), (size_t)((end + 7) / 8));
+    /* Still under flush_lock: evictions run one at a time per store, so
+     * each clears only its own evicting marks. */
+    punch_evicting(st, first, end, rc != 0);
     pthread_mutex_unlock(&st->flush_lock);
-    if (rc != 0)
-        return -1;
-    if (punch && freed > 0)
-        store_punch(st, first, end);
-    return (int64_t)freed;
+    return rc != 0 ? -1 : (int64_t)freed;
 }
 
 struct victim {
@@ -264,8 +293,8 @@ static struct victim *evict_candidates(struct cascade_store *st, uint64_t max_us
 }
 
 /* Clear the victims' marks until want bytes are freed, with one record
- * write and one fdatasync, then punch them. Caller holds punch_lock alone.
- * The bytes freed, or CASCADE_STORE_EIO. */
+ * write and one fdatasync, then punch them. Caller holds punch_lock
+ * (shared). The bytes freed, or CASCADE_STORE_EIO. */
 static int64_t evict_victims(struct cascade_store *st, struct victim *v, size_t n,
                              uint64_t want)
 {
@@ -276,24 +305,16 @@ static int64_t evict_victims(struct cascade_store *st, struct victim *v, size_t 
     for (; used < n && freed < want; used++) {
         uint64_t first, end;
         extent_blocks(st, v[used].extent, &first, &end);
-        uint64_t got = clear_locked(st, first, end, false);
-        v[used].used_ms = got;   /* now: what it freed (0: pinned meanwhile) */
-        freed += got;
+        freed += clear_locked(st, first, end, false);
         lo = first < lo ? first : lo;
         hi = end > hi ? end : hi;
     }
     pthread_mutex_unlock(&st->lock);
     int rc = used ? record_sync_cleared(st, (size_t)(lo / 8), (size_t)((hi + 7) / 8)) : 0;
+    if (used)
+        punch_evicting(st, lo, hi, rc != 0);
     pthread_mutex_unlock(&st->flush_lock);
-    if (rc != 0)
-        return CASCADE_STORE_EIO;
-    for (size_t i = 0; i < used; i++) {
-        uint64_t first, end;
-        extent_blocks(st, v[i].extent, &first, &end);
-        if (v[i].used_ms > 0)
-            store_punch(st, first, end);
-    }
-    return (int64_t)freed;
+    return rc != 0 ? CASCADE_STORE_EIO : (int64_t)freed;
 }
 
 int64_t cascade_store_evict(struct cascade_store *st, uint64_t want_bytes, uint64_t max_used_ms)
@@ -304,7 +325,7 @@ int64_t cascade_store_evict(struct cascade_store *st, uint64_t want_bytes, uint6
     struct victim *v = evict_candidates(st, max_used_ms, &n);
     if (!v)
         return CASCADE_STORE_EIO;
-    pthread_rwlock_wrlock(&st->punch_lock);
+    pthread_rwlock_rdlock(&st->punch_lock);
     int64_t freed = evict_victims(st, v, n, want_bytes);
     pthread_rwlock_unlock(&st->punch_lock);
     free(v);

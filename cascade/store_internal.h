@@ -5,11 +5,13 @@
  *                   copy of the .cascade
  * Not for other modules.
  *
- * Locks (take in this order): punch_lock (puts share it; an eviction or a
- * recreation takes it alone, so no put writes bytes into a range being
- * punched); flush_lock (serializes writes of the record, owns `durable`);
- * lock (held, checked, counts, pins, recency). Nothing slow happens under
- * `lock`. */
+ * Locks (take in this order): punch_lock (puts and evictions share it; a
+ * recreation of the data file takes it alone); flush_lock (serializes
+ * writes of the record, owns `durable`); lock (held, checked, evicting,
+ * counts, pins, recency). Nothing slow happens under `lock`. A block being
+ * evicted is marked in `evicting` from its clearing until its bytes are
+ * punched, and a put of it waits for that (`punched`), so no put writes
+ * bytes into a range being punched; punches cover cleared blocks only. */
 #ifndef CASCADE_STORE_INTERNAL_H
 #define CASCADE_STORE_INTERNAL_H
 
@@ -49,6 +51,8 @@ struct cascade_store {
     pthread_mutex_t lock;
     uint8_t *held;              /* what readers trust */
     uint8_t *checked;           /* bytes hashed (or written) in this run: memory only */
+    uint8_t *evicting;          /* cleared, their bytes not yet punched */
+    pthread_cond_t punched;     /* evicting bits went */
     uint64_t held_count;
     uint64_t held_bytes;
     uint64_t pending_blocks;    /* held but not yet in the record */
@@ -92,13 +96,14 @@ static inline uint64_t store_extent_of(const struct cascade_store *st, uint64_t 
 }
 /* Clear the held marks of blocks [first, end) that are not pinned (all of
  * them with force), durably: in memory, then the record written and
- * fdatasync'd, then (punch) their bytes released. Caller holds punch_lock
- * for writing. Returns the bytes cleared, or -1 when the record could not
- * be written (nothing punched then). */
-int64_t store_clear_blocks(struct cascade_store *st, uint64_t first, uint64_t end, bool force,
-                           bool punch);
+ * fdatasync'd, then their bytes released (a cache-owned data file).
+ * Caller holds punch_lock (shared). Returns the bytes cleared, or -1 when
+ * the record could not be written (nothing punched then). */
+int64_t store_clear_blocks(struct cascade_store *st, uint64_t first, uint64_t end, bool force);
 /* Release the bytes of blocks [first, end) of a cache-owned data file. */
 void store_punch(struct cascade_store *st, uint64_t first, uint64_t end);
+/* Wait until block idx is not being evicted (under lock). */
+void store_wait_punched(struct cascade_store *st, uint64_t idx);
 
 /* ---- store_scan.c ---- */
 /* Blocks written to the data file but never marked (a crash before the

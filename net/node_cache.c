@@ -6,10 +6,11 @@
  * open, the figure it closed with otherwise) and their sum. A worker
  * reserves a block's bytes before it writes them; when the sum would pass
  * the limit it evicts first, so the cache on disk never holds more than
- * the limit plus the blocks being written. Eviction takes the least
- * recently used extents of any file (opening a closed store when its
- * extents are the oldest), down to a sixteenth below the limit, so its
- * record writes and fdatasyncs come in batches. A block of a fill
+ * the limit. Eviction takes the least recently used extents of any file
+ * (opening a closed store when its extents are the oldest), down to an
+ * eighth below the limit, so its record writes and fdatasyncs come in
+ * batches; the housekeeper does it ahead of need (a worker kicks it once
+ * half of that margin is used), so a worker seldom waits for one. A block of a fill
  * (background) never evicts: the fill stops at the limit, said once.
  *
  * Recency across files: each file's oldest extent, as last learned (0
@@ -24,8 +25,10 @@
 #include "cascade/util.h"
 #include "net/node_internal.h"
 
-/* Evict this far below the limit (a share of it), at least a MiB. */
-#define CACHE_SLACK_SHARE 16
+/* Evict down to this far below the limit (a share of it, at least a MiB);
+ * the housekeeper starts once half of that margin is used up, so a worker
+ * seldom waits for an eviction (and its fdatasync). */
+#define CACHE_SLACK_SHARE 8
 #define CACHE_SLACK_MIN (1u << 20)
 
 int node_cache_init(struct peer_node *n)
@@ -169,13 +172,17 @@ static int evict_step(struct node_file *f, uint64_t want, uint64_t next_ms)
     return rc;
 }
 
-/* Evict until need more bytes fit under the limit with some slack, or
- * nothing more can go. True when need fits. */
-static bool make_room(struct peer_node *n, uint64_t need)
+static uint64_t slack_of(const struct peer_node *n)
 {
     uint64_t slack = n->cfg.cache_max / CACHE_SLACK_SHARE;
-    if (slack < CACHE_SLACK_MIN)
-        slack = CACHE_SLACK_MIN;
+    return slack < CACHE_SLACK_MIN ? CACHE_SLACK_MIN : slack;
+}
+
+/* Evict until need more bytes fit under the limit with the slack to
+ * spare, or nothing more can go. True when need fits under the limit. */
+static bool make_room(struct peer_node *n, uint64_t need)
+{
+    uint64_t slack = slack_of(n);
     pthread_mutex_lock(&n->evict_lock);
     pthread_mutex_lock(&n->lock);
     size_t files = n->n_files;
@@ -185,12 +192,12 @@ static bool make_room(struct peer_node *n, uint64_t need)
      * file: bounded. */
     size_t steps = 4 * files + 16;
     uint64_t over;
-    while ((over = over_by(n, need)) > 0 && steps-- > 0) {
+    while ((over = over_by(n, need + slack)) > 0 && steps-- > 0) {
         uint64_t next_ms;
         struct node_file *f = pick_victim(n, skip, &next_ms);
         if (!f)
             break;
-        int rc = evict_step(f, over + slack, next_ms);
+        int rc = evict_step(f, over, next_ms);
         if (rc < 0 && skip && f->index < files)
             skip[f->index] = 1;
         else if (rc < 0)
@@ -198,7 +205,7 @@ static bool make_room(struct peer_node *n, uint64_t need)
     }
     free(skip);
     pthread_mutex_unlock(&n->evict_lock);
-    return over == 0;
+    return over_by(n, need) == 0;
 }
 
 bool node_cache_reserve(struct node_file *f, uint64_t len, int prio)
@@ -218,17 +225,18 @@ bool node_cache_reserve(struct node_file *f, uint64_t len, int prio)
     return true;
 }
 
-void node_cache_stored(struct node_file *f, struct cascade_store *st, uint64_t len)
+bool node_cache_stored(struct node_file *f, struct cascade_store *st, uint64_t len)
 {
     struct peer_node *n = f->node;
     if (!f->cache_owned)
-        return;
+        return false;
     uint64_t bytes = cascade_store_held_bytes(st);
     pthread_mutex_lock(&n->cache_lock);
     if (limited(n))
         n->cache_reserved -= len;
     set_bytes_locked(f, bytes);
     pthread_mutex_unlock(&n->cache_lock);
+    return limited(n) && over_by(n, slack_of(n) / 2) > 0;
 }
 
 void node_cache_stop_fill(struct node_file *f)
@@ -255,7 +263,6 @@ void node_cache_stop_fill(struct node_file *f)
 
 void node_cache_house(struct peer_node *n)
 {
-    if (!limited(n) || over_by(n, 0) == 0)
-        return;
-    make_room(n, 0);
+    if (limited(n) && over_by(n, slack_of(n) / 2) > 0)
+        make_room(n, 0);
 }

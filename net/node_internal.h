@@ -325,12 +325,14 @@ void node_cache_note_closed(struct node_file *f, uint64_t held_bytes, uint64_t o
  * a fill stops at the limit). True: go ahead, len reserved (give it back
  * with node_cache_stored); false: not stored. No lock held. */
 bool node_cache_reserve(struct node_file *f, uint64_t len, int prio);
-void node_cache_stored(struct node_file *f, struct cascade_store *st, uint64_t len);
+/* The block is stored (or not): give the reservation back. True when the
+ * housekeeper should evict ahead of need now. */
+bool node_cache_stored(struct node_file *f, struct cascade_store *st, uint64_t len);
 /* The fill of f stopped at the limit: forget its background wants, say so
  * once. Under the node's lock. */
 void node_cache_stop_fill(struct node_file *f);
-/* Housekeeping: trim to the limit when over it (a lower limit, a store
- * that reopened holding more). No lock held. */
+/* Housekeeping: evict ahead of need once the cache is near its limit
+ * (and when over it: a store that reopened holding more). No lock held. */
 void node_cache_house(struct peer_node *n);
 
 /* ---- fetch_peers.c (under lock) ---- */

@@ -178,13 +178,16 @@ static void *put_worker_main(void *arg)
         int prio = f->fetch.prio[it->block];
         pthread_mutex_unlock(&n->lock);
         int r = CASCADE_STORE_MISSING, err = 0;
+        bool trim = false;
         /* Room under the cache limit first (a fill's block never evicts). */
         if (node_cache_reserve(f, it->len, prio == NODE_WANT_NONE ? NODE_WANT_BACKGROUND : prio)) {
             r = cascade_store_put(st, it->block, it->data, it->len);
             err = errno;
-            node_cache_stored(f, st, it->len);
+            trim = node_cache_stored(f, st, it->len);
         }
         pthread_mutex_lock(&n->lock);
+        if (trim)
+            node_house_kick(n);
         struct put_item **link = &n->put_busy;
         while (*link != it)
             link = &(*link)->next;
