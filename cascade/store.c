@@ -714,8 +714,10 @@ static bool store_block_verifies(struct cascade_store *st, uint64_t idx)
 static void store_drop_bad(struct cascade_store *st, uint64_t idx)
 {
     pthread_rwlock_rdlock(&st->punch_lock);
-    store_clear_blocks(st, idx, idx + 1, true);
+    int64_t dropped = store_clear_blocks(st, idx, idx + 1, true);
     pthread_rwlock_unlock(&st->punch_lock);
+    if (dropped == 0)
+        return;   /* another reader found it first, and said so */
     pthread_mutex_lock(&st->lock);
     uint64_t n = ++st->bad_blocks;
     pthread_mutex_unlock(&st->lock);

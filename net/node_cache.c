@@ -208,21 +208,28 @@ static bool make_room(struct peer_node *n, uint64_t need)
     return over_by(n, need) == 0;
 }
 
+static bool reserve(struct peer_node *n, uint64_t len)
+{
+    pthread_mutex_lock(&n->cache_lock);
+    n->cache_reserved += len;
+    pthread_mutex_unlock(&n->cache_lock);
+    return true;
+}
+
 bool node_cache_reserve(struct node_file *f, uint64_t len, int prio)
 {
     struct peer_node *n = f->node;
     if (!f->cache_owned || !limited(n))
         return true;
+    /* A fill takes only room nobody made for it: it stops short of the
+     * margin where the housekeeper starts evicting, so it never evicts. */
+    if (prio == NODE_WANT_BACKGROUND)
+        return over_by(n, len + slack_of(n) / 2) == 0 ? reserve(n, len) : false;
     bool fits = over_by(n, len) == 0;
-    if (!fits && prio == NODE_WANT_BACKGROUND)
-        return false;
     if (!fits && !make_room(n, len))
         log_debug("%s: the cache cannot shrink below its limit now (blocks in use); "
                   "storing a block past it", f->name);
-    pthread_mutex_lock(&n->cache_lock);
-    n->cache_reserved += len;
-    pthread_mutex_unlock(&n->cache_lock);
-    return true;
+    return reserve(n, len);
 }
 
 bool node_cache_stored(struct node_file *f, struct cascade_store *st, uint64_t len)
