@@ -75,13 +75,20 @@ void store_recover(struct cascade_store *st)
 
 /* ---- the copy of the .cascade ---- */
 
-/* Write path atomically (a temporary file, then rename). */
+static bool file_missing(const char *dir, const char *name)
+{
+    char path[4096];
+    return snprintf(path, sizeof path, "%s/%s", dir, name) < (int)sizeof path &&
+           access(path, F_OK) != 0;
+}
+
+/* Write dir/name atomically (a temporary file, then rename) if missing. */
 static void write_file_once(const char *dir, const char *name, const void *data, size_t len)
 {
     char path[4096], tmp[4096 + 16];
-    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path ||
-        access(path, F_OK) == 0)
+    if (!file_missing(dir, name))
         return;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
     snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
@@ -99,6 +106,8 @@ void store_write_copy(struct cascade_store *st)
         write_file_once(st->dir, "name", m->name, strlen(m->name));
     /* The .cascade image rebuilt from the meta; written only when it hashes
      * to the cascade hash (a file with a non-zero reserved field does not). */
+    if (!file_missing(st->dir, "cascade"))
+        return;
     uint64_t hashes = m->block_count * CASCADE_HASH_LEN;
     size_t len = CASCADE_HEADER_LEN + (size_t)hashes;
     uint8_t *img = malloc(len);
