@@ -339,9 +339,12 @@ static int store_open_record(struct cascade_store *st, uint64_t data_size, bool 
     }
     if (state == CASCADE_RECORD_NONE)
         log_debug("store: no matching held record in %s; starting empty", st->dir);
-    /* Re-verified bytes count as checked in this run. */
+    /* Re-verified bytes count as checked in this run; a check made before
+     * (an earlier open in this run) counts only for a block still held. */
     if (state == CASCADE_RECORD_OTHER_FILE)
         memcpy(st->checked, st->held, st->bits_len);
+    for (size_t j = 0; j < st->bits_len; j++)
+        st->checked[j] &= st->held[j];
     st->held_count = bitmap_count(st->held, st->bits_len);
     st->held_bytes = store_bits_bytes(st->meta, st->held, st->bits_len);
     if (!owned) {
@@ -498,7 +501,8 @@ int cascade_store_open(const struct cascade_meta *meta,
     st->held = calloc(st->bits_len + 1, 1);
     st->durable = calloc(st->bits_len + 1, 1);
     st->snapshot = calloc(st->bits_len + 1, 1);
-    st->checked = calloc(st->bits_len + 1, 1);
+    st->checked_owned = !opts->checked;
+    st->checked = opts->checked ? opts->checked : calloc(st->bits_len + 1, 1);
     st->evicting = calloc(st->bits_len + 1, 1);
     if (!st->held || !st->durable || !st->snapshot || !st->checked || !st->evicting ||
         store_extents_init(st) != 0) {
@@ -538,7 +542,8 @@ fail_mem:
     free(st->held);
     free(st->durable);
     free(st->snapshot);
-    free(st->checked);
+    if (st->checked_owned)
+        free(st->checked);
     free(st->evicting);
     store_extents_free(st);
     free(st);
@@ -560,7 +565,8 @@ void cascade_store_close(struct cascade_store *st)
     pthread_mutex_destroy(&st->flush_lock);
     pthread_rwlock_destroy(&st->punch_lock);
     pthread_cond_destroy(&st->punched);
-    free(st->checked);
+    if (st->checked_owned)
+        free(st->checked);
     free(st->evicting);
     store_extents_free(st);
     free(st->dir);
@@ -829,6 +835,14 @@ uint64_t cascade_store_held_bytes(struct cascade_store *st)
 {
     pthread_mutex_lock(&st->lock);
     uint64_t n = st->held_bytes;
+    pthread_mutex_unlock(&st->lock);
+    return n;
+}
+
+uint64_t cascade_store_used_bytes(struct cascade_store *st)
+{
+    pthread_mutex_lock(&st->lock);
+    uint64_t n = st->held_bytes + st->evicting_bytes;
     pthread_mutex_unlock(&st->lock);
     return n;
 }

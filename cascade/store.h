@@ -65,6 +65,11 @@ struct cascade_store_options {
     bool read_only;          /* never write the data file (e.g. seeding a file we must not touch) */
     enum cascade_verify verify;
     bool exclusive;          /* fail (EBUSY, "in use") when another process has the record */
+    /* Which blocks' bytes this run has hashed or written, kept by the owner
+     * across opens of the same file (bitmap_bytes(block_count) bytes, zero
+     * at first): "first" then means once per run, not once per open. The
+     * store reads and writes it while open. NULL: the store keeps its own. */
+    uint8_t *checked;
 };
 
 struct cascade_store;
@@ -113,6 +118,9 @@ bool cascade_store_has(struct cascade_store *st, uint64_t idx);
 uint64_t cascade_store_held_count(struct cascade_store *st);
 /* Bytes of the held blocks. */
 uint64_t cascade_store_held_bytes(struct cascade_store *st);
+/* What the data file takes for the cache's accounting: the held blocks and
+ * the blocks being evicted whose bytes are not released yet. */
+uint64_t cascade_store_used_bytes(struct cascade_store *st);
 bool cascade_store_complete(struct cascade_store *st);
 /* Copy the held bitmap (bit i of byte i/8, LSB first; (block_count+7)/8 bytes). */
 void cascade_store_held_map(struct cascade_store *st, uint8_t *bits);

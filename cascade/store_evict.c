@@ -196,6 +196,7 @@ static uint64_t clear_locked(struct cascade_store *st, uint64_t first, uint64_t 
         bitmap_clear(st->held, b);
         bitmap_clear(st->checked, b);
         bitmap_set(st->evicting, b);
+        st->evicting_bytes += len;
         st->held_count--;
         st->held_bytes -= len;
         freed += len;
@@ -242,8 +243,11 @@ static void punch_evicting(struct cascade_store *st, uint64_t first, uint64_t en
         b = run;
     }
     pthread_mutex_lock(&st->lock);
-    for (b = first; b < end; b++)
+    for (b = first; b < end; b++) {
+        if (bitmap_get(st->evicting, b))
+            st->evicting_bytes -= cascade_meta_block_len(st->meta, b);
         bitmap_clear(st->evicting, b);
+    }
     pthread_cond_broadcast(&st->punched);
     pthread_mutex_unlock(&st->lock);
 }

@@ -51,7 +51,9 @@ struct cascade_store {
     pthread_mutex_t lock;
     uint8_t *held;              /* what readers trust */
     uint8_t *checked;           /* bytes hashed (or written) in this run: memory only */
+    bool checked_owned;         /* ours to free (else the owner's, opts.checked) */
     uint8_t *evicting;          /* cleared, their bytes not yet punched */
+    uint64_t evicting_bytes;
     pthread_cond_t punched;     /* evicting bits went */
     uint64_t held_count;
     uint64_t held_bytes;

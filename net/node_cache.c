@@ -77,7 +77,7 @@ void node_cache_note_open(struct node_file *f, struct cascade_store *st)
 {
     if (!f->cache_owned)
         return;
-    uint64_t bytes = cascade_store_held_bytes(st);
+    uint64_t bytes = cascade_store_used_bytes(st);
     pthread_mutex_lock(&f->node->cache_lock);
     set_bytes_locked(f, bytes);
     pthread_mutex_unlock(&f->node->cache_lock);
@@ -163,7 +163,7 @@ static int evict_step(struct node_file *f, uint64_t want, uint64_t next_ms)
         oldest = cascade_store_oldest_use(st);
         rc = freed > 0 ? 1 : -1;
     }
-    uint64_t bytes = cascade_store_held_bytes(st);
+    uint64_t bytes = cascade_store_used_bytes(st);
     pthread_mutex_lock(&n->cache_lock);
     set_bytes_locked(f, bytes);
     f->oldest_use_ms = oldest;
@@ -237,7 +237,7 @@ bool node_cache_stored(struct node_file *f, struct cascade_store *st, uint64_t l
     struct peer_node *n = f->node;
     if (!f->cache_owned)
         return false;
-    uint64_t bytes = cascade_store_held_bytes(st);
+    uint64_t bytes = cascade_store_used_bytes(st);
     pthread_mutex_lock(&n->cache_lock);
     if (limited(n))
         n->cache_reserved -= len;

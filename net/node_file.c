@@ -72,6 +72,7 @@ void node_file_free(struct node_file *f)
     free(f->fetch.prio);
     free(f->fetch.inflight);
     free(f->fetch.lacked_by);
+    free(f->checked);
     pthread_mutex_destroy(&f->store_lock);
     pthread_cond_destroy(&f->store_changed);
     pthread_cond_destroy(&f->landed);
@@ -89,7 +90,12 @@ const struct cascade_meta *node_file_meta(const struct node_file *f)
 /* Under store_lock. */
 static int file_open_store(struct node_file *f, char *err, size_t errlen)
 {
+    if (!f->checked && !(f->checked = calloc(bitmap_bytes(f->meta->block_count) + 1, 1))) {
+        cascade_errf(err, errlen, "%s: out of memory", f->name);
+        return -1;
+    }
     struct cascade_store_options so = {
+        .checked = f->checked,
         .cache_root = f->node->cfg.cache_root,
         .data_path = f->data_path,
         .read_only = f->read_only,
@@ -209,7 +215,7 @@ bool node_file_close_if_idle(struct node_file *f, uint64_t idle_before_ms)
     pthread_mutex_unlock(&f->store_lock);
 
     uint64_t held = cascade_store_held_count(st);
-    uint64_t held_bytes = cascade_store_held_bytes(st), oldest = cascade_store_oldest_use(st);
+    uint64_t held_bytes = cascade_store_used_bytes(st), oldest = cascade_store_oldest_use(st);
     bool flushed = cascade_store_flush(st) == CASCADE_STORE_OK;
     cascade_store_close(st);   /* the marks are durable (unless flushed is false) */
     node_cache_note_closed(f, held_bytes, oldest);

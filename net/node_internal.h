@@ -98,6 +98,8 @@ struct node_file {
     uint64_t unused_since_ms;
     uint64_t held_hint;          /* held blocks when the store last closed (or peeked) */
     bool cache_owned;            /* its data is the cache's own: counts toward the limit */
+    uint8_t *checked;            /* blocks hashed or written in this run (for its stores,
+                                    across opens: verify-once is per run); from first open */
 
     /* The cache's size (node_cache.c): under the node's cache_lock. */
     uint64_t cache_bytes;        /* its held bytes, as last learned */

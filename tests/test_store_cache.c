@@ -284,6 +284,33 @@ static void test_verify_first_drops_changed_block(void **state)
     cascade_store_close(st);
 }
 
+/* The owner keeps what was checked across opens: once per run, not per
+ * open (a store closed when idle and reopened to serve hashes nothing
+ * again). */
+static void test_checked_kept_across_opens(void **state)
+{
+    struct env *e = *state;
+    uint8_t *checked = calloc(BLOCKS / 8 + 1, 1);
+    assert_non_null(checked);
+    struct cascade_store_options o = {.cache_root = e->cache, .checked = checked};
+    struct cascade_store *st = NULL;
+    assert_int_equal(cascade_store_open(&e->meta, &o, &st, NULL, 0), 0);
+    put_range(st, e, 0, 4);
+    char path[512];
+    snprintf(path, sizeof path, "%s", cascade_store_data_path(st));
+    cascade_store_close(st);
+    flip_byte(path, 2 * BS);
+    assert_int_equal(cascade_store_open(&e->meta, &o, &st, NULL, 0), 0);
+    assert_int_equal(cascade_store_pin_block(st, 2), CASCADE_STORE_OK);   /* checked this run */
+    cascade_store_unpin_block(st, 2);
+    cascade_store_close(st);
+    /* A new run (a fresh bitmap) checks it. */
+    st = open_with(e, CASCADE_VERIFY_FIRST);
+    assert_int_equal(cascade_store_pin_block(st, 2), CASCADE_STORE_MISSING);
+    cascade_store_close(st);
+    free(checked);
+}
+
 /* ---- files deleted under an open store; the copy of the .cascade ---- */
 
 static void test_deleted_data_file_recreated(void **state)
@@ -345,6 +372,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_user_data_file_never_evicted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recovery_scan_keeps_written_blocks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_first_drops_changed_block, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checked_kept_across_opens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deleted_data_file_recreated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_copy_of_cascade_written, setup, teardown),
     };
