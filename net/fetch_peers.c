@@ -185,7 +185,7 @@ bool peer_file_lacks(struct node_file *f, struct peer_file *pf, uint64_t idx, ui
 {
     if (!pf->lacks)
         return false;
-    if (now - pf->lacks_since_ms > NODE_LACKS_FORGET_MS) {
+    if (now - pf->lacks_since_ms > f->node->lacks_forget_ms) {
         peer_file_forget_lacks(f, pf);
         return false;
     }

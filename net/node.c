@@ -160,6 +160,8 @@ static void node_apply_defaults(struct peer_node *n)
     n->buf_limit = n->cfg.buffer_bytes ? n->cfg.buffer_bytes : NODE_DEFAULT_BUFFER_BYTES;
     n->max_idle_stores = n->cfg.max_idle_stores > 0 ? n->cfg.max_idle_stores
                                                     : NODE_DEFAULT_IDLE_STORES;
+    n->lacks_forget_ms = n->cfg.lacks_forget_ms > 0 ? (uint64_t)n->cfg.lacks_forget_ms
+                                                    : NODE_LACKS_FORGET_MS;
 }
 
 /* The node keeps its own copies of what cfg points to. */

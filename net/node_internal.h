@@ -28,7 +28,7 @@
 #define NODE_BYTES_IN_FLIGHT (2u << 20)    /* per peer, before its rate is known */
 #define NODE_PIPELINE_MS 500               /* a peer's pipeline: this long at its rate */
 #define NODE_FORGET_FAILURES 6             /* failures in a row (about 30 s): forget it */
-#define NODE_LACKS_FORGET_MS 700          /* re-ask a peer that said "not present": a
+#define NODE_LACKS_FORGET_MS 700           /* re-ask a peer that said "not present": a
                                               young swarm's holdings grow by the second */
 #define NODE_RARE_SCAN 256                 /* background candidates weighed per pick */
 #define NODE_RICH_PEER 0.75f               /* holds this often: ask it for the rarest */
@@ -163,6 +163,7 @@ struct peer_node {
     size_t n_static_peers;
     int max_connections;
     int connect_timeout_ms;
+    uint64_t lacks_forget_ms;
 
     pthread_mutex_t lock;        /* the fetch lock: everything below unless noted */
     bool stopping;
