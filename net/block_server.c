@@ -407,6 +407,8 @@ static void conn_answer(struct block_server *srv, struct conn *c)
         return;
     }
     if (!st || !cascade_store_has(st, req.block)) {
+        if (srv->source.asked_missing)
+            srv->source.asked_missing(srv->source.ctx, file, req.block, &c->peer);
         srv->source.release(srv->source.ctx, file, 0);
         conn_set_message(c, WIRE_STATUS_NOT_PRESENT, "block %" PRIu64 " not present", req.block);
         return;

@@ -136,6 +136,15 @@ static void source_release(void *ctx, void *file, uint64_t bytes_sent)
     node_file_unpin(f);
 }
 
+static void source_asked_missing(void *ctx, void *file, uint64_t block,
+                                 const struct sockaddr_in *from)
+{
+    struct peer_node *n = ctx;
+    pthread_mutex_lock(&n->lock);
+    fetch_peers_asked_missing(n, file, block, from->sin_addr.s_addr);
+    pthread_mutex_unlock(&n->lock);
+}
+
 /* ---- the tracker agent's answers ---- */
 
 static size_t on_tracker_peers(void *ctx, uint32_t file, const struct wire_peer_record *recs,
@@ -188,7 +197,7 @@ static int node_start_server(struct peer_node *n, char *err, size_t errlen)
         return 0;
     struct block_server_config bc = {
         .listen = n->cfg.listen,
-        .source = {n, source_acquire, source_release},
+        .source = {n, source_acquire, source_release, source_asked_missing},
     };
     char why[CASCADE_ERRLEN];
     if (block_server_start(&bc, &n->server, why, sizeof why) != 0) {
