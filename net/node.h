@@ -83,8 +83,9 @@ struct node_config {
     int max_idle_stores;            /* open stores beyond which the least recently
                                        used idle one closes at once; 0: 16 */
     uint64_t cache_max;             /* bytes the cache's own data files of this node
-                                       may hold together (0: no limit); see node_cache.h */
+                                       may hold together (0: no limit); net/node_cache.c */
     enum cascade_verify verify;     /* when stored bytes are hashed again (store.h) */
+    int lacks_forget_ms;            /* how long a peer's "not present" holds; 0: 700 ms */
 };
 
 /* How a file's data is kept. */
