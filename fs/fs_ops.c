@@ -122,6 +122,9 @@ static void notify_pass(struct fs_attr_notifier *nt)
     struct fs_mount *m = nt->m;
     size_t told = 0;
     for (size_t k = 0; k < m->n_files && told < FS_NOTIFY_MAX_PER_PASS; k++) {
+        /* Once the loop ended the session's descriptor goes: stop asking. */
+        if (fuse_session_exited(nt->se))
+            return;
         size_t i = (nt->next + k) % m->n_files;
         struct fs_file *f = &m->files[i];
         uint64_t held = f->nf ? node_file_held_count(f->nf) : 0;
@@ -181,7 +184,7 @@ static void fs_notifier_start(struct fs_mount *m, struct fuse_session *se)
     m->notifier = nt;
 }
 
-static void fs_notifier_stop(struct fs_mount *m)
+void fs_notifier_stop(struct fs_mount *m)
 {
     struct fs_attr_notifier *nt = m ? m->notifier : NULL;
     if (!nt)

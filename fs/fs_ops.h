@@ -59,6 +59,10 @@ struct fs_mount {
 /* The table of operations; private_data of fuse_new must be a struct fs_mount. */
 extern const struct fuse_operations fs_operations;
 
+/* Stop the thread that tells the kernel of new held bytes (started by the
+ * mount's init); before the node stops. Safe when it never started. */
+void fs_notifier_stop(struct fs_mount *m);
+
 /* File by its path in the mount ("/NAME"); NULL when there is none. */
 struct fs_file *fs_mount_find(struct fs_mount *m, const char *path);
 

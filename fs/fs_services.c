@@ -103,6 +103,7 @@ fail:
 
 void fs_services_stop(struct fs_mount *m)
 {
+    fs_notifier_stop(m);   /* it asks the node about every file */
     for (size_t i = 0; i < m->n_files; i++)
         m->files[i].nf = NULL;
     node_stop(m->node);
