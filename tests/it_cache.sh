@@ -14,7 +14,8 @@
 #   e. the cache folder deleted under a running mount: said loudly, recreated,
 #      and reads go on;
 #   f. cascade cache ls/du/rm/gc/verify, --json parsed, rm of a mounted
-#      cascade refused.
+#      cascade refused, bad usage exit 2;
+#   g. cascade seed --cache-max keeps the data in the cache, under the limit.
 # Counts and sizes, not timings: time bounds only guard against hangs.
 set -u
 . "${CASCADE_SRC:?CASCADE_SRC not set}/tests/mount_lib.sh"
@@ -242,6 +243,32 @@ got=$(sha256sum <"$M/film" | cut -d' ' -f1)
     [ "$(good_blocks "$C"/*/data)" -gt 0 ] &&
     ok "reads go on into a recreated cache folder" || fail "after deleting the cache: sha $got, $(ls -R "$C" 2>&1 | head -3)"
 unmount_fs "$M" "$MOUNT_PID"
+
+# ---- cascade seed --cache-max: data in the cache, the fill stops short ----
+C=$T/cache_s
+"$CASCADE" seed "$CASC" -t "$TRACKER_ADDR" -l 127.0.0.1:0 --cache "$C" --cache-max 4M \
+    >"$T/seedmax.out" 2>"$T/seedmax.err" &
+SEEDMAX=$!
+OUR_PIDS+=($SEEDMAX)
+wait_for_line "$T/seedmax.err" 'the fill stops here' 60 && ok "seed --cache-max: the fill stops at the limit" ||
+    fail "seed --cache-max: $(tail -3 "$T/seedmax.err")"
+for i in $(seq 50); do   # the record says it once its marks are durable (a second)
+    held=$("$CASCADE" cache ls --cache "$C" --json | json_get 'd["cascades"][0]["held_bytes"]')
+    [ "$held" -gt 0 ] && break
+    sleep 0.1
+done
+[ "$held" -le $((4 * 1024 * 1024)) ] && [ "$held" -gt 0 ] && [ -s "$(ls "$C"/*/data)" ] &&
+    ok "seed --cache-max keeps $held bytes in the cache folder" || fail "seed --cache-max holds $held"
+stop_pid "$SEEDMAX"
+
+# ---- bad usage of cascade cache: exit 2 with a message ----
+for args in "frob" "gc" "gc --max 0" "gc --max 12Q" "rm nosuchname" "ls extra"; do
+    # shellcheck disable=SC2086
+    "$CASCADE" cache $args --cache "$C" >/dev/null 2>"$T/usage.err"
+    rc=$?
+    [ "$rc" = 2 ] && [ -s "$T/usage.err" ] && ok "cascade cache $args: exit 2 with a message" ||
+        fail "cascade cache $args: exit $rc, $(cat "$T/usage.err")"
+done
 
 [ "$failures" = 0 ] || { echo "$failures failure(s)"; exit 1; }
 echo "all passed"
