@@ -102,13 +102,9 @@ static struct node_file *pick_victim(struct peer_node *n, const uint8_t *skip, u
     struct node_file *best = NULL;
     uint64_t best_ms = UINT64_MAX;
     *next_ms = UINT64_MAX;
-    pthread_mutex_lock(&n->lock);
-    size_t count = n->n_files;
-    pthread_mutex_unlock(&n->lock);
+    size_t count = node_file_count(n);
     for (size_t i = 0; i < count; i++) {
-        pthread_mutex_lock(&n->lock);
-        struct node_file *f = n->files[i];
-        pthread_mutex_unlock(&n->lock);
+        struct node_file *f = node_file_at(n, i);
         if (!f->cache_owned || (skip && skip[i]))
             continue;
         pthread_mutex_lock(&n->cache_lock);
@@ -184,9 +180,7 @@ static bool make_room(struct peer_node *n, uint64_t need)
 {
     uint64_t slack = slack_of(n);
     pthread_mutex_lock(&n->evict_lock);
-    pthread_mutex_lock(&n->lock);
-    size_t files = n->n_files;
-    pthread_mutex_unlock(&n->lock);
+    size_t files = node_file_count(n);
     uint8_t *skip = calloc(files + 1, 1);
     /* Each step frees something, learns a file's true oldest, or skips a
      * file: bounded. */

@@ -238,13 +238,9 @@ void node_trim_stores(struct peer_node *n)
         /* The idle store unused the longest. */
         struct node_file *oldest = NULL;
         uint64_t oldest_ms = UINT64_MAX;
-        pthread_mutex_lock(&n->lock);
-        size_t count = n->n_files;
-        pthread_mutex_unlock(&n->lock);
+        size_t count = node_file_count(n);
         for (size_t i = 0; i < count; i++) {
-            pthread_mutex_lock(&n->lock);
-            struct node_file *f = n->files[i];
-            pthread_mutex_unlock(&n->lock);
+            struct node_file *f = node_file_at(n, i);
             pthread_mutex_lock(&f->store_lock);
             if (f->store && f->pins == 0 && !f->closing && !f->flushing &&
                 f->unused_since_ms < oldest_ms) {

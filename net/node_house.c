@@ -80,13 +80,9 @@ static void house_pass(struct peer_node *n)
     bool check_files = now - n->files_checked_ms >= HOUSE_CHECK_FILES_MS;
     if (check_files)
         n->files_checked_ms = now;
-    pthread_mutex_lock(&n->lock);
-    size_t count = n->n_files;
-    pthread_mutex_unlock(&n->lock);
+    size_t count = node_file_count(n);
     for (size_t i = 0; i < count; i++) {
-        pthread_mutex_lock(&n->lock);
-        struct node_file *f = n->files[i];   /* the array may grow meanwhile */
-        pthread_mutex_unlock(&n->lock);
+        struct node_file *f = node_file_at(n, i);
         house_visit(n, f, now, idle_before, check_files);
     }
     node_cache_house(n);

@@ -252,6 +252,24 @@ static inline void node_wake_loop(struct peer_node *n)
     (void)w;   /* EAGAIN: the counter is already non-zero, the loop will wake */
 }
 
+/* The number of files, and file i, for a walk that holds no lock between
+ * files (the array may grow meanwhile; files are never removed). */
+static inline size_t node_file_count(struct peer_node *n)
+{
+    pthread_mutex_lock(&n->lock);
+    size_t count = n->n_files;
+    pthread_mutex_unlock(&n->lock);
+    return count;
+}
+
+static inline struct node_file *node_file_at(struct peer_node *n, size_t i)
+{
+    pthread_mutex_lock(&n->lock);
+    struct node_file *f = n->files[i];
+    pthread_mutex_unlock(&n->lock);
+    return f;
+}
+
 static inline void peer_name(const struct fetch_peer *p, char *out, size_t outlen)
 {
     sock_format_addr(&p->addr, out, outlen);
