@@ -391,6 +391,7 @@ static int run_mount(struct fuse *fuse, struct fs_mount *m, const struct fs_opti
     fuse_remove_signal_handlers(fuse_get_session(fuse));
     signal_node = NULL;
 unmount:
+    fs_notifier_stop(m);   /* it talks to the kernel through the session: before it closes */
     fuse_unmount(fuse);
 stop_services:
     fs_services_stop(m);
