@@ -22,15 +22,6 @@ static int compare_strings(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static char *join(const char *dir, const char *name)
-{
-    size_t len = strlen(dir) + 1 + strlen(name) + 1;
-    char *p = malloc(len);
-    if (p)
-        snprintf(p, len, "%s/%s", dir, name);
-    return p;
-}
-
 int cascade_folder_list(const char *dir, char ***paths, size_t *n, char *err, size_t errlen)
 {
     *paths = NULL;
@@ -57,7 +48,7 @@ int cascade_folder_list(const char *dir, char ***paths, size_t *n, char *err, si
             list = grown;
             cap = grown_cap;
         }
-        if (!(list[count] = join(dir, e->d_name))) {
+        if (!(list[count] = cascade_path_join(dir, e->d_name))) {
             rc = -1;
             break;
         }

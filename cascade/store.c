@@ -119,15 +119,6 @@ int store_mkdir_p(const char *path, char *err, size_t errlen)
     return 0;
 }
 
-static char *path_join(const char *a, const char *b)
-{
-    size_t len = strlen(a) + 1 + strlen(b) + 1;
-    char *p = malloc(len);
-    if (p)
-        snprintf(p, len, "%s/%s", a, b);
-    return p;
-}
-
 /* <cache_root>/<cascade-hash-hex> into out. 0 or -1 with a message. */
 static int store_dir_of(const struct cascade_meta *meta, const char *cache_root, char *out,
                         size_t outlen, char *err, size_t errlen)
@@ -158,9 +149,9 @@ static int store_make_paths(struct cascade_store *st, const struct cascade_store
     if (store_dir_of(st->meta, opts->cache_root, dir, sizeof dir, err, errlen) < 0)
         return -1;
     st->dir = strdup(dir);
-    st->record_path = st->dir ? path_join(st->dir, "held") : NULL;
+    st->record_path = st->dir ? cascade_path_join(st->dir, "held") : NULL;
     st->data_path = opts->data_path ? strdup(opts->data_path)
-                    : st->dir ? path_join(st->dir, "data") : NULL;
+                    : st->dir ? cascade_path_join(st->dir, "data") : NULL;
     if (!st->dir || !st->record_path || !st->data_path) {
         cascade_errf(err, errlen, "out of memory");
         return -1;

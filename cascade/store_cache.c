@@ -142,19 +142,10 @@ static bool is_hash_name(const char *s)
     return i == CASCADE_HASH_LEN * 2;
 }
 
-static char *join(const char *a, const char *b)
-{
-    size_t len = strlen(a) + strlen(b) + 2;
-    char *p = malloc(len);
-    if (p)
-        snprintf(p, len, "%s/%s", a, b);
-    return p;
-}
-
 /* A small text file's contents (NULL when absent). */
 static char *read_small(const char *dir, const char *name)
 {
-    char *path = join(dir, name);
+    char *path = cascade_path_join(dir, name);
     FILE *fp = path ? fopen(path, "re") : NULL;
     free(path);
     if (!fp)
@@ -169,7 +160,7 @@ static char *read_small(const char *dir, const char *name)
 /* Held blocks and bytes from the record's own header. */
 static void entry_read_record(struct cascade_cache_entry *e)
 {
-    char *path = join(e->dir, "held");
+    char *path = cascade_path_join(e->dir, "held");
     int fd = path ? open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) : -1;
     free(path);
     if (fd < 0)
@@ -200,7 +191,7 @@ static void entry_read_record(struct cascade_cache_entry *e)
 /* The latest use in the recency file, else the record's mtime. */
 static void entry_read_use(struct cascade_cache_entry *e)
 {
-    char *path = join(e->dir, "recency");
+    char *path = cascade_path_join(e->dir, "recency");
     int fd = path ? open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) : -1;
     free(path);
     uint8_t buf[8 * 512];
@@ -219,7 +210,7 @@ static void entry_read_use(struct cascade_cache_entry *e)
     if (fd >= 0)
         close(fd);
     struct stat sb;
-    char *held = join(e->dir, "held");
+    char *held = cascade_path_join(e->dir, "held");
     if (e->last_use_ms == 0 && held && stat(held, &sb) == 0)
         e->last_use_ms = (uint64_t)sb.st_mtim.tv_sec * 1000 + (uint64_t)sb.st_mtim.tv_nsec / 1000000;
     free(held);
@@ -244,7 +235,7 @@ static void entry_read_disk(struct cascade_cache_entry *e)
 
 int cascade_cache_lock(const char *dir)
 {
-    char *path = join(dir, "held");
+    char *path = cascade_path_join(dir, "held");
     int fd = path ? open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) : -1;
     free(path);
     if (fd < 0)
@@ -268,12 +259,12 @@ static int entry_load(const char *root, const char *hex, struct cascade_cache_en
 {
     memset(e, 0, sizeof *e);
     memcpy(e->hex, hex, sizeof e->hex - 1);   /* is_hash_name: exactly that long */
-    if (!(e->dir = join(root, hex)))
+    if (!(e->dir = cascade_path_join(root, hex)))
         return -1;
     e->name = read_small(e->dir, "name");
     if (e->name)
         e->name[strcspn(e->name, "\n")] = '\0';
-    char *copy = join(e->dir, "cascade");
+    char *copy = cascade_path_join(e->dir, "cascade");
     char chex[CASCADE_HASH_LEN * 2 + 1];
     if (copy && cascade_meta_load(copy, &e->meta, NULL, 0) == 0) {
         cascade_hex(e->meta.cascade_hash, CASCADE_HASH_LEN, chex);

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -195,4 +196,13 @@ void cascade_human_bytes(uint64_t n, char *out, size_t outlen)
         snprintf(out, outlen, "%llu B", (unsigned long long)n);
     else
         snprintf(out, outlen, "%.1f %s", v, units[u]);
+}
+
+char *cascade_path_join(const char *dir, const char *name)
+{
+    size_t len = strlen(dir) + 1 + strlen(name) + 1;
+    char *p = malloc(len);
+    if (p)
+        snprintf(p, len, "%s/%s", dir, name);
+    return p;
 }

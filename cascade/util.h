@@ -89,6 +89,9 @@ int cascade_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 int cascade_open_regular(const char *path, int flags, mode_t mode, struct stat *st,
                          char *err, size_t errlen);
 
+/* "dir/name", malloc'd; NULL when out of memory. */
+char *cascade_path_join(const char *dir, const char *name);
+
 /* Monotonic clock in milliseconds (CLOCK_MONOTONIC). */
 uint64_t cascade_now_ms(void);
 
