@@ -752,3 +752,55 @@ const char *cascade_store_dir(const struct cascade_store *st)
 {
     return st->dir;
 }
+
+/* ---- for other modules: private folders, renaming the data file ----------- */
+
+int cascade_store_mkdir(const char *path, char *err, size_t errlen)
+{
+    return store_mkdir_p(path, err, errlen);
+}
+
+int cascade_store_rename_data(struct cascade_store *st, const char *new_path,
+                              char *err, size_t errlen)
+{
+    char *copy = strdup(new_path);
+    if (!copy) {
+        cascade_errf(err, errlen, "out of memory");
+        return -1;
+    }
+    pthread_mutex_lock(&st->flush_lock);   /* no flush writes the record meanwhile */
+    int rc = -1;
+    if (rename(st->data_path, new_path) < 0) {
+        cascade_errf(err, errlen, "rename %s to %s: %s", st->data_path, new_path,
+                     strerror(errno));
+        goto out;
+    }
+    free(st->data_path);
+    st->data_path = copy;
+    copy = NULL;
+    /* The record names the file by its absolute path's hash, as at open. */
+    char *abs = realpath(st->data_path, NULL);
+    const char *name = abs ? abs : st->data_path;
+    int hashed = cascade_sha256(name, strlen(name), st->record_id.data_path_hash);
+    free(abs);
+    if (hashed < 0) {
+        cascade_errf(err, errlen, "sha256 failed");
+        goto out;
+    }
+    char why[CASCADE_ERRLEN] = "";
+    if (st->record_fd >= 0 &&
+        cascade_record_rewrite(st->record_fd, &st->record_id, st->durable, st->bits_len,
+                               why, sizeof why) == 0 &&
+        fdatasync(st->record_fd) < 0)
+        snprintf(why, sizeof why, "sync %s: %s", st->record_path, strerror(errno));
+    if (why[0]) {
+        cascade_errf(err, errlen, "%s renamed, but its held record could not follow (%s)",
+                     new_path, why);
+        goto out;
+    }
+    rc = 0;
+out:
+    pthread_mutex_unlock(&st->flush_lock);
+    free(copy);
+    return rc;
+}
