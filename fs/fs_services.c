@@ -1,6 +1,8 @@
 /* The peer node behind a mount: see fs_services.h. */
 #include "fs/fs_services.h"
 
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -49,6 +51,24 @@ static int add_file(struct fs_mount *m, struct fs_file *f, const struct fs_optio
     return 0;   /* else it joins its swarm when first opened */
 }
 
+/* Answer `cascade status` on a control socket. Without it the mount still
+ * works (and its xattrs tell the same figures): a warning, no failure. */
+static void start_status(struct fs_mount *m, const struct fs_options *opts)
+{
+    const char *mp = opts->n_positionals ? opts->positionals[opts->n_positionals - 1] : NULL;
+    char *abs = mp ? realpath(mp, NULL) : NULL;
+    struct node_status_info info = {
+        .program = "cascadefs", .mountpoint = abs ? abs : mp, .cache_root = opts->cache,
+    };
+    char why[CASCADE_ERRLEN];
+    if (node_status_serve(m->node, &info, &m->status, why, sizeof why) != 0)
+        log_warn("no live status for cascade status (%s); the xattrs still tell the "
+                 "figures", why);
+    else
+        log_debug("status: %s", node_status_socket(m->status));
+    free(abs);
+}
+
 int fs_services_start(struct fs_mount *m, const struct fs_options *opts,
                       char *err, size_t errlen)
 {
@@ -60,6 +80,7 @@ int fs_services_start(struct fs_mount *m, const struct fs_options *opts,
             goto fail;
         holding += node_file_held_count(m->files[i].nf) > 0;
     }
+    start_status(m, opts);
     char addr[SOCK_ADDRSTRLEN];
     sock_format_addr(&m->server_addr, addr, sizeof addr);
     log_info("%zu file%s, %llu with blocks in the cache; serving on %s", m->n_files,
@@ -72,6 +93,8 @@ fail:
 
 void fs_services_stop(struct fs_mount *m)
 {
+    node_status_stop(m->status);   /* it reads the node: first */
+    m->status = NULL;
     for (size_t i = 0; i < m->n_files; i++)
         m->files[i].nf = NULL;
     node_stop(m->node);

@@ -26,6 +26,10 @@
  *   user.cascade.tables           bytes of the node's per-file, per-block
  *                                 and per-peer tables
  *   user.cascade.stores_open      stores (data files) open now
+ *   user.cascade.control          path of the mount's control socket, where
+ *                                 `cascade status` asks for its live status
+ *                                 (rates, peers, trackers: net/control.h);
+ *                                 absent when it could not start
  */
 #ifndef NET_STATUS_XATTR_H
 #define NET_STATUS_XATTR_H
@@ -51,5 +55,6 @@
 #define STATUS_XATTR_BUFFERS_LIMIT "buffers_limit"
 #define STATUS_XATTR_TABLES "tables"
 #define STATUS_XATTR_STORES_OPEN "stores_open"
+#define STATUS_XATTR_CONTROL "control"
 
 #endif
