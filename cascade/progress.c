@@ -11,7 +11,7 @@
 enum {
     REDRAW_MS = 100,
     DEFAULT_COLUMNS = 80,
-    BAR_MIN = 10,              /* narrower than this: no bar at all */
+    BAR_MIN = 6,               /* narrower than this: no bar at all */
     BAR_MAX = 30,
     TAIL_TYPICAL = 44,         /* room kept for the text after the bar, so the
                                   bar keeps its width as the numbers grow */

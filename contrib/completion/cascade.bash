@@ -65,7 +65,12 @@ _cascade()
         esac
         opts='-t --tracker -l --listen --data --cache -v --verbose -h --help' ;;
     status)
-        opts='--no-map -h --help' ;;
+        case $prev in
+        --cache)
+            _filedir -d
+            return ;;
+        esac
+        opts='--json --watch --no-map --cache -h --help' ;;
     *)
         return ;;
     esac
