@@ -60,6 +60,7 @@
 
 #include "cascade/log.h"
 #include "cascade/util.h"
+#include "net/listener.h"
 #include "net/sock.h"
 #include "net/wire.h"
 
@@ -118,9 +119,7 @@ struct conn {
 };
 
 struct block_server {
-    int listen_fd, epoll_fd, wake_fd;
-    int spare_fd;                       /* given up to refuse a newcomer when out of descriptors */
-    struct sockaddr_in addr;
+    struct listener lis;                /* listening socket, epoll set, wake and spare fds */
     int idle_timeout_ms, request_timeout_ms, max_connections, max_per_address, tick_ms;
     struct block_server_source source;
     struct block_server_watch watch;
@@ -314,7 +313,7 @@ static int conn_want(struct block_server *srv, struct conn *c, uint32_t events)
     if (c->events == events)
         return 0;
     struct epoll_event ev = {.events = events, .data.ptr = c};
-    if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev) < 0) {
+    if (epoll_ctl(srv->lis.epoll_fd, EPOLL_CTL_MOD, c->fd, &ev) < 0) {
         conn_debug(c, "epoll_ctl: %s", strerror(errno));
         return -1;
     }
@@ -346,7 +345,7 @@ static void conn_open(struct block_server *srv, int fd, const struct sockaddr_in
     c->addr = a;
     c->events = EPOLLIN;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-    if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+    if (epoll_ctl(srv->lis.epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         log_warn("block server: epoll_ctl: %s", strerror(errno));
         close(fd);
         addr_unref(srv, a);
@@ -410,6 +409,8 @@ static void conn_answer(struct block_server *srv, struct conn *c)
         return;
     }
     if (!st || !cascade_store_has(st, req.block)) {
+        if (srv->source.asked_missing)
+            srv->source.asked_missing(srv->source.ctx, file, req.block, &c->peer);
         srv->source.release(srv->source.ctx, file, 0);
         conn_set_message(c, WIRE_STATUS_NOT_PRESENT, "block %" PRIu64 " not present", req.block);
         return;
@@ -614,8 +615,8 @@ static void conn_on_event(struct block_server *srv, struct conn *c, uint32_t eve
 
 static void server_set_accepting(struct block_server *srv, bool on)
 {
-    struct epoll_event ev = {.events = on ? EPOLLIN : 0, .data.ptr = &srv->listen_fd};
-    if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, srv->listen_fd, &ev) < 0)
+    struct epoll_event ev = {.events = on ? EPOLLIN : 0, .data.ptr = &srv->lis.listen_fd};
+    if (epoll_ctl(srv->lis.epoll_fd, EPOLL_CTL_MOD, srv->lis.listen_fd, &ev) < 0)
         log_warn("block server: epoll_ctl(listen): %s", strerror(errno));
     srv->accept_paused = !on;
 }
@@ -691,23 +692,19 @@ static void server_admit(struct block_server *srv, int fd, const struct sockaddr
  * was pending, -1 no spare (or it was lost). */
 static int server_accept_on_spare(struct block_server *srv)
 {
-    if (srv->spare_fd < 0)
-        return -1;
-    close(srv->spare_fd);
     struct sockaddr_in peer;
-    socklen_t len = sizeof peer;
-    int fd = accept4(srv->listen_fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = listener_accept_on_spare(&srv->lis, &peer);
     int saved = errno;
     bool room = fd >= 0 && server_shed_any(srv);
     if (fd >= 0 && !room) {
         server_count(&srv->connections_refused, &srv->recent.refused);
         close(fd);
     }
-    srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    int spare = listener_take_spare(&srv->lis);
     if (room)
         server_admit(srv, fd, &peer);
     if (fd >= 0)
-        return srv->spare_fd >= 0 ? 1 : -1;
+        return spare == 0 ? 1 : -1;
     return saved == EAGAIN || saved == EWOULDBLOCK ? 0 : -1;
 }
 
@@ -716,7 +713,7 @@ static void server_accept(struct block_server *srv)
     for (int i = 0; i < BS_ACCEPTS_PER_TURN; i++) {
         struct sockaddr_in peer;
         socklen_t len = sizeof peer;
-        int fd = accept4(srv->listen_fd, (struct sockaddr *)&peer, &len,
+        int fd = accept4(srv->lis.listen_fd, (struct sockaddr *)&peer, &len,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             server_admit(srv, fd, &peer);
@@ -811,8 +808,7 @@ static void server_tick(struct block_server *srv, uint64_t now)
 {
     server_sweep(srv, now);
     server_report(srv, now);
-    if (srv->spare_fd < 0)
-        srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    listener_take_spare(&srv->lis);
     if (srv->accept_paused)
         server_set_accepting(srv, true);
 }
@@ -832,16 +828,16 @@ static void *server_loop(void *arg)
     while (!stopping) {
         uint64_t now = cascade_now_ms();
         int timeout = next_tick > now ? (int)(next_tick - now) : 0;
-        int n = epoll_wait(srv->epoll_fd, events, BS_MAX_EVENTS, timeout);
+        int n = epoll_wait(srv->lis.epoll_fd, events, BS_MAX_EVENTS, timeout);
         if (n < 0 && errno != EINTR) {
             log_error("block server: epoll_wait: %s; server stops", strerror(errno));
             break;
         }
         for (int i = 0; i < n; i++) {
             void *p = events[i].data.ptr;
-            if (p == &srv->wake_fd)
+            if (p == &srv->lis.wake_fd)
                 stopping = true;
-            else if (p == &srv->listen_fd)
+            else if (p == &srv->lis.listen_fd)
                 server_accept(srv);
             else
                 conn_on_event(srv, p, events[i].events);
@@ -862,58 +858,10 @@ static void *server_loop(void *arg)
 
 /* ---- start, stats, stop ---- */
 
-static int epoll_add(int epoll_fd, int fd, void *tag, char *err, size_t errlen)
-{
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = tag};
-    if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-        cascade_errf(err, errlen, "epoll_ctl: %s", strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-static int server_open_fds(struct block_server *srv, const struct sockaddr_in *listen,
-                           char *err, size_t errlen)
-{
-    srv->listen_fd = sock_listen(listen, BS_LISTEN_BACKLOG, err, errlen);
-    if (srv->listen_fd < 0)
-        return -1;
-    if (sock_set_nonblocking(srv->listen_fd) < 0 || sock_local_addr(srv->listen_fd, &srv->addr) < 0) {
-        cascade_errf(err, errlen, "listening socket: %s", strerror(errno));
-        return -1;
-    }
-    srv->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-    if (srv->epoll_fd < 0) {
-        cascade_errf(err, errlen, "epoll_create1: %s", strerror(errno));
-        return -1;
-    }
-    srv->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (srv->wake_fd < 0) {
-        cascade_errf(err, errlen, "eventfd: %s", strerror(errno));
-        return -1;
-    }
-    srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (srv->spare_fd < 0) {
-        cascade_errf(err, errlen, "cannot reserve a descriptor (/dev/null): %s", strerror(errno));
-        return -1;
-    }
-    if (epoll_add(srv->epoll_fd, srv->listen_fd, &srv->listen_fd, err, errlen) < 0 ||
-        epoll_add(srv->epoll_fd, srv->wake_fd, &srv->wake_fd, err, errlen) < 0)
-        return -1;
-    return 0;
-}
-
 /* Everything but the thread and connections (gone by then). */
 static void server_free(struct block_server *srv)
 {
-    if (srv->listen_fd >= 0)
-        close(srv->listen_fd);
-    if (srv->epoll_fd >= 0)
-        close(srv->epoll_fd);
-    if (srv->wake_fd >= 0)
-        close(srv->wake_fd);
-    if (srv->spare_fd >= 0)
-        close(srv->spare_fd);
+    listener_close(&srv->lis);
     free(srv->addrs);
     free(srv);
 }
@@ -982,7 +930,7 @@ int block_server_start(const struct block_server_config *cfg, struct block_serve
         cascade_errf(err, errlen, "block server: out of memory");
         return -1;
     }
-    srv->listen_fd = srv->epoll_fd = srv->wake_fd = srv->spare_fd = -1;
+    listener_init(&srv->lis);
     link_init(&srv->conns);
     link_init(&srv->waiting);
     link_init(&srv->dead);
@@ -995,7 +943,8 @@ int block_server_start(const struct block_server_config *cfg, struct block_serve
     atomic_init(&srv->requests_timed_out, 0);
 
     if (server_configure(srv, cfg, err, errlen) < 0 ||
-        server_open_fds(srv, &cfg->listen, err, errlen) < 0) {
+        listener_open(&srv->lis, &cfg->listen, BS_LISTEN_BACKLOG, "block server", err,
+                      errlen) < 0) {
         server_free(srv);
         return -1;
     }
@@ -1006,7 +955,7 @@ int block_server_start(const struct block_server_config *cfg, struct block_serve
         return -1;
     }
     char addr[SOCK_ADDRSTRLEN];
-    sock_format_addr(&srv->addr, addr, sizeof addr);
+    sock_format_addr(&srv->lis.addr, addr, sizeof addr);
     log_info("block server listening on %s (at most %d connections, %d per address)", addr,
              srv->max_connections, srv->max_per_address);
     *out = srv;
@@ -1015,7 +964,7 @@ int block_server_start(const struct block_server_config *cfg, struct block_serve
 
 void block_server_address(const struct block_server *srv, struct sockaddr_in *out)
 {
-    *out = srv->addr;
+    *out = srv->lis.addr;
 }
 
 void block_server_get_stats(struct block_server *srv, struct block_server_stats *out)
@@ -1034,8 +983,7 @@ void block_server_stop(struct block_server *srv)
 {
     if (!srv)
         return;
-    uint64_t one = 1;
-    if (write(srv->wake_fd, &one, sizeof one) != (ssize_t)sizeof one)
+    if (listener_wake(&srv->lis) < 0)
         log_warn("block server: cannot wake the loop: %s", strerror(errno));
     pthread_join(srv->thread, NULL);
     server_free(srv);

@@ -47,6 +47,10 @@ struct block_server_source {
                      uint64_t *block_count);
     /* Unpin a file; bytes_sent block bytes of it went out under this pin. */
     void (*release)(void *ctx, void *file, uint64_t bytes_sent);
+    /* Optional: a peer at from asked for block of file, which we do not
+     * hold (it got status 2): that peer is fetching it elsewhere now. Called
+     * with the file pinned, before release. */
+    void (*asked_missing)(void *ctx, void *file, uint64_t block, const struct sockaddr_in *from);
 };
 
 /* Optional hooks (NULL: not called) for a live status of who downloads

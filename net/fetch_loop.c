@@ -149,7 +149,7 @@ static int peer_depth(const struct peer_node *n, const struct fetch_peer *p)
     double bytes = p->rate > 0 ? p->rate * NODE_PIPELINE_MS / 1000.0
                                : (double)NODE_BYTES_IN_FLIGHT;
     double d = bytes / (double)biggest + 1;
-    return d < 2 ? 2 : d > NODE_MAX_DEPTH ? NODE_MAX_DEPTH : (int)d;
+    return d < NODE_MIN_DEPTH ? NODE_MIN_DEPTH : d > NODE_MAX_DEPTH ? NODE_MAX_DEPTH : (int)d;
 }
 
 /* Queue requests on p up to its pipeline depth; urgent blocks (a reader

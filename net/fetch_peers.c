@@ -57,8 +57,10 @@ void fetch_peers_free(struct peer_node *n)
             peer_conn_close(&p->conn, &leftover, &cap);
             free(leftover);
         }
-        for (size_t k = 0; k < p->n_files; k++)
+        for (size_t k = 0; k < p->n_files; k++) {
             free(p->files[k].lacks);
+            free(p->files[k].fetching);
+        }
         free(p->files);
         free(p);
     }
@@ -185,7 +187,7 @@ bool peer_file_lacks(struct node_file *f, struct peer_file *pf, uint64_t idx, ui
 {
     if (!pf->lacks)
         return false;
-    if (now - pf->lacks_since_ms > NODE_LACKS_FORGET_MS) {
+    if (now - pf->lacks_since_ms > f->node->lacks_forget_ms) {
         peer_file_forget_lacks(f, pf);
         return false;
     }
@@ -206,4 +208,41 @@ void peer_file_mark_lacks(struct node_file *f, struct peer_file *pf, uint64_t id
     uint8_t *counts = f->fetch.lacked_by;
     if (counts && counts[idx] < UINT8_MAX)
         counts[idx]++;
+}
+
+/* ---- what a peer asked us for ---- */
+
+void fetch_peers_asked_missing(struct peer_node *n, struct node_file *f, uint64_t block,
+                               uint32_t ip)
+{
+    struct fetch_peer *found = NULL;
+    for (size_t i = 0; i < n->n_peers; i++) {
+        if (n->peers[i]->addr.sin_addr.s_addr != ip)
+            continue;
+        if (found)
+            return;   /* two peers on one address: we cannot tell which asked */
+        found = n->peers[i];
+    }
+    struct peer_file *pf = found ? fetch_peer_file(found, f->index) : NULL;
+    if (!pf || block >= f->meta->block_count)
+        return;
+    uint64_t now = cascade_now_ms();
+    if (pf->fetching && now - pf->fetching_since_ms > NODE_FETCHING_MS) {
+        free(pf->fetching);
+        pf->fetching = NULL;
+    }
+    if (!pf->fetching) {
+        pf->fetching = calloc(bitmap_bytes(f->meta->block_count) + 1, 1);
+        if (!pf->fetching)
+            return;
+        pf->fetching_since_ms = now;
+    }
+    bitmap_set(pf->fetching, block);
+}
+
+bool peer_file_fetching(struct node_file *f, struct peer_file *pf, uint64_t idx, uint64_t now)
+{
+    (void)f;
+    return pf->fetching && now - pf->fetching_since_ms <= NODE_FETCHING_MS &&
+           bitmap_get(pf->fetching, idx);
 }

@@ -113,9 +113,13 @@ static bool pick_background(struct peer_node *n, struct peer_file *pf, struct no
         weighed++;
         if (peer_file_lacks(f, pf, idx, now))
             continue;
-        /* A little noise: peers whose knowledge agrees still spread out. */
+        /* A little noise: peers whose knowledge agrees still spread out.
+         * A block the peer was fetching a moment ago (it asked us for it)
+         * it likely holds by now: that comes first. */
         int rarity = rich ? ff->lacked_by[idx] : UINT8_MAX - ff->lacked_by[idx];
         int score = 4 * rarity + (int)(node_random(n) & 7);
+        if (!rich && peer_file_fetching(f, pf, idx, now))
+            score += 4 * (UINT8_MAX + 1);
         if (score > best_score) {
             best_score = score;
             best = idx;

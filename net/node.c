@@ -136,6 +136,15 @@ static void source_release(void *ctx, void *file, uint64_t bytes_sent)
     node_file_unpin(f);
 }
 
+static void source_asked_missing(void *ctx, void *file, uint64_t block,
+                                 const struct sockaddr_in *from)
+{
+    struct peer_node *n = ctx;
+    pthread_mutex_lock(&n->lock);
+    fetch_peers_asked_missing(n, file, block, from->sin_addr.s_addr);
+    pthread_mutex_unlock(&n->lock);
+}
+
 /* ---- the tracker agent's answers ---- */
 
 static size_t on_tracker_peers(void *ctx, uint32_t file, const struct wire_peer_record *recs,
@@ -160,6 +169,8 @@ static void node_apply_defaults(struct peer_node *n)
     n->buf_limit = n->cfg.buffer_bytes ? n->cfg.buffer_bytes : NODE_DEFAULT_BUFFER_BYTES;
     n->max_idle_stores = n->cfg.max_idle_stores > 0 ? n->cfg.max_idle_stores
                                                     : NODE_DEFAULT_IDLE_STORES;
+    n->lacks_forget_ms = n->cfg.lacks_forget_ms > 0 ? (uint64_t)n->cfg.lacks_forget_ms
+                                                    : NODE_LACKS_FORGET_MS;
 }
 
 /* The node keeps its own copies of what cfg points to. */
@@ -186,7 +197,7 @@ static int node_start_server(struct peer_node *n, char *err, size_t errlen)
         return 0;
     struct block_server_config bc = {
         .listen = n->cfg.listen,
-        .source = {n, source_acquire, source_release},
+        .source = {n, source_acquire, source_release, source_asked_missing},
         .watch = {n, node_inbound_sent, node_inbound_closed},
     };
     char why[CASCADE_ERRLEN];

@@ -79,6 +79,7 @@ struct node_config {
     int store_idle_ms;              /* close a store unused this long; 0: 30 s */
     int max_idle_stores;            /* open stores beyond which the least recently
                                        used idle one closes at once; 0: 16 */
+    int lacks_forget_ms;            /* how long a peer's "not present" holds; 0: 700 ms */
 };
 
 /* How a file's data is kept. */

@@ -25,16 +25,19 @@
 
 #define NODE_MAX_PEERS 1024                /* known peers kept; more are ignored */
 #define NODE_MAX_DEPTH 64
+#define NODE_MIN_DEPTH 2                   /* requests in flight per peer at least: most
+                                              answers of a young swarm are a cheap "no" */
 #define NODE_BYTES_IN_FLIGHT (2u << 20)    /* per peer, before its rate is known */
 #define NODE_PIPELINE_MS 500               /* a peer's pipeline: this long at its rate */
 #define NODE_FORGET_FAILURES 6             /* failures in a row (about 30 s): forget it */
 #define NODE_GONE_FAILURES 3               /* not connected, failed this often in a row:
                                               no longer counted as known (status) */
-#define NODE_LACKS_FORGET_MS 700          /* re-ask a peer that said "not present": a
+#define NODE_LACKS_FORGET_MS 700           /* re-ask a peer that said "not present": a
                                               young swarm's holdings grow by the second */
 #define NODE_RARE_SCAN 256                 /* background candidates weighed per pick */
 #define NODE_RICH_PEER 0.75f               /* holds this often: ask it for the rarest */
 #define NODE_SLOW_RATE (256.0 * 1024)      /* bytes/s assumed of a peer not measured yet */
+#define NODE_FETCHING_MS 5000              /* a peer's "fetching it" holds this long */
 #define NODE_REFUSED_MS (5 * 60 * 1000)    /* a peer that said "unknown hash" */
 #define NODE_STALE_MAX 64
 #define NODE_SCAN_LIMIT 8192               /* blocks looked at per pick and file */
@@ -121,6 +124,9 @@ struct peer_file {
     uint64_t refused_until_ms;   /* status 1: do not ask for this file before */
     uint8_t *lacks;              /* blocks it said it does not have (bitmap) or NULL */
     uint64_t lacks_since_ms;
+    uint8_t *fetching;           /* blocks it asked us for and we lacked too: it is
+                                    fetching them elsewhere, so soon has them */
+    uint64_t fetching_since_ms;
 };
 
 struct fetch_peer {
@@ -167,6 +173,7 @@ struct peer_node {
     size_t n_static_peers;
     int max_connections;
     int connect_timeout_ms;
+    uint64_t lacks_forget_ms;
 
     pthread_mutex_t lock;        /* the fetch lock: everything below unless noted */
     bool stopping;
@@ -322,6 +329,13 @@ bool peer_file_lacks(struct node_file *f, struct peer_file *pf, uint64_t idx, ui
 void peer_file_mark_lacks(struct node_file *f, struct peer_file *pf, uint64_t idx);
 /* Forget what p said it lacks (it is dropped, or its word is old). */
 void peer_file_forget_lacks(struct node_file *f, struct peer_file *pf);
+/* The peer that serves from ip asked us for block of f, which we lack too.
+ * Only when exactly one known peer has that address (several on one
+ * address, as on loopback, cannot be told apart). */
+void fetch_peers_asked_missing(struct peer_node *n, struct node_file *f, uint64_t block,
+                               uint32_t ip);
+/* Whether p is likely to have idx soon (it was fetching it a while ago). */
+bool peer_file_fetching(struct node_file *f, struct peer_file *pf, uint64_t idx, uint64_t now);
 /* Whether p may be asked for file now. */
 bool peer_file_askable(const struct peer_file *pf, uint64_t now);
 /* Tracker answers for file: add the peers (never ourselves). Returns how

@@ -22,6 +22,8 @@ start_seeder seeder "$T/seedcache" "$T/film.cascade" -v
 OPTS="tracker=$TRACKER_ADDR,listen=127.0.0.1:0"
 
 served() { grep -c "served block" "$T/seeder.err"; }
+# cpu_ticks PID: user + system clock ticks the process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 seconds_since() { python3 -c "import sys, time; print('%.1f' % (time.time() - float(sys.argv[1])))" "$1"; }
 
 # ---- a full disk for 10 s, nobody reading ----
@@ -32,10 +34,16 @@ CASCADE_FAIL_WRITE=$FULL LD_PRELOAD=$SHIM \
     ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0 \
     mount_fs "$T/full.log" "$M" -o "$OPTS,cache=$T/cache,fill" "$T/film.cascade" ||
     die "mount with a full disk"
-before=$(served)
+before=$(served) ticks=$(cpu_ticks "$MOUNT_PID")
 sleep 10
 attempts=$(( $(served) - before ))
+ticks=$(( $(cpu_ticks "$MOUNT_PID") - ticks ))
 lines=$(wc -l <"$T/full.log")
+hz=$(getconf CLK_TCK)
+# No busy loop: well under half a core (a generous bound, as a guard; the
+# figure is in contrib/bench/bench_faults.sh's output).
+[ "$ticks" -lt $((10 * hz / 2)) ] && ok "full disk: $ticks CPU ticks in 10 s (of $((10 * hz)))" ||
+    fail "full disk: $ticks CPU ticks in 10 s: a busy loop"
 [ "$(xattr "$M/film" blocks_held)" = 0 ] || fail "blocks held on a full disk"
 [ "$attempts" -le $((BLOCKS * 3)) ] &&
     ok "full disk, 10 s, no reader: $attempts fetches for $BLOCKS blocks" ||

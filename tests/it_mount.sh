@@ -22,12 +22,16 @@ for spec in small1k:1K mid64k:64K big1m:1M empty:1K even:1K; do
     name=${spec%%:*}
     "$CASCADE" create "$SRC/$name" -b "${spec#*:}" -q >/dev/null || die "create $name"
 done
+# For the read-ahead checks (outside SRC: the folder mount below lists SRC).
+mkdir -p "$T/rasrc"
+make_data "$T/rasrc/ra1m" $((24 * MiB))
+"$CASCADE" create "$T/rasrc/ra1m" -b 1M -q >/dev/null || die "create ra1m"
 # Files no honest peer has: for the no-peer and lying-peer cases.
 make_data "$T/alone/lonely" $((200 * KiB))
 "$CASCADE" create "$T/alone/lonely" -b 64K -q >/dev/null || die "create lonely"
 
 start_tracker
-start_seeder seeder "$T/seedcache" "$SRC"/*.cascade
+start_seeder seeder "$T/seedcache" "$SRC"/*.cascade "$T/rasrc/ra1m.cascade"
 OPTS="tracker=$TRACKER_ADDR,listen=127.0.0.1:0"
 
 # ---- a folder of .cascade files: names and sizes before any transfer ----
@@ -55,6 +59,27 @@ total=$(xattr "$M/mid64k" blocks_total)
 [ -n "$held" ] && [ "$held" -ge 1 ] && [ "$held" -le 8 ] &&
     ok "a 4 KiB random read fetched $held of $total blocks" ||
     fail "a 4 KiB random read left $held of $total blocks held"
+
+# ---- read-ahead follows the reader (1 MiB blocks, the default) ----
+# A 2 MiB sequential read fetches at most 8 blocks; four scattered 256 KiB
+# reads made of 4 KiB reads fetch at most 4 blocks each beyond what they
+# cover (kernel read-ahead included).
+R=$T/ra
+M_PID=$MOUNT_PID   # the folder mount stays up meanwhile
+mount_fs "$T/ra.log" "$R" -o "$OPTS,cache=$T/racache" "$T/rasrc/ra1m.cascade" || die "mount ra1m"
+dd if="$R/ra1m" of=/dev/null bs=1M count=2 status=none || fail "dd 2 MiB"
+held=$(xattr "$R/ra1m" blocks_held)
+[ "$held" -le 8 ] && ok "a 2 MiB read fetched $held blocks" || fail "a 2 MiB read fetched $held blocks"
+unmount_fs "$R" "$MOUNT_PID"
+mount_fs "$T/ra2.log" "$R" -o "$OPTS,cache=$T/racache2" "$T/rasrc/ra1m.cascade" || die "mount ra1m"
+for at in 3 9 15 21; do   # MiB
+    dd if="$R/ra1m" of=/dev/null bs=4K count=64 skip=$((at * 256)) status=none || fail "dd at $at MiB"
+done
+held=$(xattr "$R/ra1m" blocks_held)
+[ "$held" -le $((4 * (1 + 4))) ] && ok "four scattered 256 KiB reads fetched $held blocks" ||
+    fail "four scattered 256 KiB reads fetched $held blocks (at most 20)"
+unmount_fs "$R" "$MOUNT_PID"
+MOUNT_PID=$M_PID
 
 # ---- every reader sees the original bytes ----
 for name in small1k mid64k big1m empty even; do

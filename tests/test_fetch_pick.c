@@ -2,8 +2,10 @@
  * under its lock with peers made up here (never connected: the choice is
  * pure bookkeeping): background blocks differ across peers that know
  * nothing yet; the rarest block we know of (the one most peers said they
- * lack) goes first; a peer is not asked for what it said it lacks; urgent
- * blocks keep their order. */
+ * lack) goes first to a peer that has what it is asked; a peer is not
+ * asked for what it said it lacks; urgent blocks keep their order.
+ * Results are collected under the lock and checked after it, so a failed
+ * check never leaves the lock held. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -35,7 +37,8 @@ static int setup(void **state)
     assert_non_null(f);
     assert_int_equal(test_make_tmpdir(f->dir, sizeof f->dir, "test_fetch_pick"), 0);
     test_build_meta(&f->meta, &f->data, BLOCKS * 1024, 1024, 3);
-    struct node_config cfg = {.cache_root = f->dir};
+    /* What peers said they lack holds for the whole test, however slow. */
+    struct node_config cfg = {.cache_root = f->dir, .lacks_forget_ms = 600000};
     char err[CASCADE_ERRLEN];
     assert_int_equal(node_start(&cfg, &f->node, err, sizeof err), 0);
     assert_int_equal(node_add_file(f->node, &f->meta, NULL, &f->nf, err, sizeof err), 0);
@@ -67,12 +70,15 @@ static struct fetch_peer *made_up_peer(struct fixture *f, int i)
     return p;
 }
 
+/* The block p would be asked for, or UINT64_MAX (no block, or another
+ * file: neither should happen here). Under lock; asserts nothing. */
 static uint64_t pick(struct fixture *f, struct fetch_peer *p, int min_prio)
 {
     uint32_t file;
     uint64_t idx;
-    assert_true(fetch_pick(f->node, p, cascade_now_ms(), min_prio, &file, &idx));
-    assert_int_equal(file, f->nf->index);
+    if (!fetch_pick(f->node, p, cascade_now_ms(), min_prio, &file, &idx) ||
+        file != f->nf->index)
+        return UINT64_MAX;
     return idx;
 }
 
@@ -82,15 +88,18 @@ static void test_background_blocks_differ(void **state)
 {
     struct fixture *f = *state;
     node_file_want_all(f->nf);
+    uint64_t picked[20];
     pthread_mutex_lock(&f->node->lock);
+    for (int i = 0; i < 20; i++)
+        picked[i] = pick(f, made_up_peer(f, i), NODE_WANT_BACKGROUND);
+    pthread_mutex_unlock(&f->node->lock);
     uint8_t seen[BLOCKS] = {0};
     int distinct = 0;
     for (int i = 0; i < 20; i++) {
-        uint64_t idx = pick(f, made_up_peer(f, i), NODE_WANT_BACKGROUND);
-        distinct += !seen[idx];
-        seen[idx] = 1;
+        assert_true(picked[i] < BLOCKS);
+        distinct += !seen[picked[i]];
+        seen[picked[i]] = 1;
     }
-    pthread_mutex_unlock(&f->node->lock);
     /* 20 uniform picks of 200 blocks: fewer than 15 distinct is a one in
      * billions event; lowest-index-first would give 1. */
     assert_true(distinct >= 15);
@@ -103,6 +112,7 @@ static void test_rarest_first_from_answers(void **state)
 {
     struct fixture *f = *state;
     node_file_want_all(f->nf);
+    uint64_t rare[10], after, to_lacker[50];
     pthread_mutex_lock(&f->node->lock);
     for (int i = 0; i < 3; i++) {
         struct fetch_peer *p = made_up_peer(f, i);
@@ -111,25 +121,29 @@ static void test_rarest_first_from_answers(void **state)
             peer_file_mark_lacks(f->nf, pf, b);
     }
     struct fetch_peer *q = made_up_peer(f, 3);
+    fetch_peer_file(q, f->nf->index)->holds = 1.0f;   /* it has what it is asked: a seeder */
     for (int round = 0; round < 10; round++) {
-        uint64_t idx = pick(f, q, NODE_WANT_BACKGROUND);
-        assert_true(idx >= 50 && idx < 60);
-        f->nf->fetch.inflight[idx]++;   /* asked: the next pick takes another */
-        f->nf->fetch.requests++;
+        rare[round] = pick(f, q, NODE_WANT_BACKGROUND);
+        if (rare[round] < BLOCKS) {
+            f->nf->fetch.inflight[rare[round]]++;   /* asked: the next pick takes another */
+            f->nf->fetch.requests++;
+        }
     }
-    uint64_t idx = pick(f, q, NODE_WANT_BACKGROUND);   /* all rare ones out now */
-    assert_true(idx < 50 || idx >= 60);
-    /* The peers that lack 50..59 are never asked for them. */
-    for (uint64_t b = 50; b < 60; b++) {
-        f->nf->fetch.inflight[b]--;
-        f->nf->fetch.requests--;
-    }
-    struct fetch_peer *p0 = made_up_peer(f, 0);
-    for (int round = 0; round < 50; round++) {
-        idx = pick(f, p0, NODE_WANT_BACKGROUND);
-        assert_true(idx < 50 || idx >= 60);
-    }
+    after = pick(f, q, NODE_WANT_BACKGROUND);   /* all rare ones out now */
+    for (int round = 0; round < 10; round++)
+        if (rare[round] < BLOCKS) {
+            f->nf->fetch.inflight[rare[round]]--;
+            f->nf->fetch.requests--;
+        }
+    struct fetch_peer *p0 = made_up_peer(f, 0);   /* said it lacks 50..59 */
+    for (int round = 0; round < 50; round++)
+        to_lacker[round] = pick(f, p0, NODE_WANT_BACKGROUND);
     pthread_mutex_unlock(&f->node->lock);
+    for (int round = 0; round < 10; round++)
+        assert_true(rare[round] >= 50 && rare[round] < 60);
+    assert_true(after < BLOCKS && (after < 50 || after >= 60));
+    for (int round = 0; round < 50; round++)   /* never asked for what it lacks */
+        assert_true(to_lacker[round] < BLOCKS && (to_lacker[round] < 50 || to_lacker[round] >= 60));
 }
 
 /* Urgent blocks (a reader waits) go in order, before everything else. */
@@ -138,18 +152,20 @@ static void test_urgent_stays_in_order(void **state)
     struct fixture *f = *state;
     node_file_want_all(f->nf);
     node_file_want(f->nf, 120, 5, NODE_WANT_URGENT);
+    uint64_t got[6];
     pthread_mutex_lock(&f->node->lock);
     struct fetch_peer *p = made_up_peer(f, 7);
-    for (uint64_t want = 120; want < 125; want++) {
-        uint64_t idx = pick(f, p, NODE_WANT_URGENT);
-        assert_int_equal(idx, want);
-        f->nf->fetch.inflight[idx]++;
-        f->nf->fetch.requests++;
+    for (int i = 0; i < 6; i++) {
+        got[i] = pick(f, p, NODE_WANT_URGENT);
+        if (got[i] < BLOCKS) {
+            f->nf->fetch.inflight[got[i]]++;
+            f->nf->fetch.requests++;
+        }
     }
-    uint32_t file;
-    uint64_t idx;
-    assert_false(fetch_pick(f->node, p, cascade_now_ms(), NODE_WANT_URGENT, &file, &idx));
     pthread_mutex_unlock(&f->node->lock);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(got[i], 120 + i);
+    assert_int_equal(got[5], UINT64_MAX);   /* no more urgent work */
 }
 
 int main(void)

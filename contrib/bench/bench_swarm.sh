@@ -18,8 +18,10 @@
 #   --size S           file size, 16M (SIZE);  --block B  block size, 256K (BLOCK)
 #   --timeout S        a run gives up S seconds after the start (TIMEOUT, 300)
 #   --repeat N         runs (REPEAT, 1);  --results DIR  (RESULTS, a new /tmp/cswb-results.*)
-#   --mode M           swarm (MODE), or four-seeder: one `cascade get` and four
-#                      seeders; its throughput against the four uplinks together
+#   --mode M           swarm (MODE); four-seeder: one `cascade get` and four
+#                      seeders, its throughput against the four uplinks
+#                      together; or mount-cat: a cold `cat` through a mount
+#                      fed by one seeder, its throughput against that uplink
 # BUILD_DIR defaults to ./build (net/cli/cascade, cascade-tracker, fs/cascadefs).
 #
 # Hosts are network namespaces named cswb-* joined by a bridge in cswb-br:
@@ -38,7 +40,8 @@
 # processes by pid, its temp folder) on exit and on Ctrl-C, and refuses to
 # run while cswb-* namespaces exist. Skips (exit 0) where it may not create
 # namespaces or tbf qdiscs. Targets (printed beside the figures): swarm
-# ratio >= 0.6 with the seeder under half of the bytes; four-seeder >= 0.9.
+# ratio >= 0.6 with the seeder under half of the bytes; four-seeder >= 0.9;
+# mount-cat >= 0.9.
 set -euo pipefail
 
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -73,7 +76,8 @@ is_count "$REF" 0 240 || bad_usage "ref '$REF': give a count"
 [ $((FILL + REF)) -le "$PEERS" ] || bad_usage "--fill $FILL and --ref $REF are more than $PEERS peers"
 is_count "$TIMEOUT" 1 86400 || bad_usage "timeout '$TIMEOUT': give whole seconds"
 is_count "$REPEAT" 1 1000 || bad_usage "repeat '$REPEAT': give a count"
-case $MODE in swarm | four-seeder) ;; *) bad_usage "mode '$MODE': swarm or four-seeder" ;; esac
+case $MODE in swarm | four-seeder | mount-cat) ;;
+*) bad_usage "mode '$MODE': swarm, four-seeder or mount-cat" ;; esac
 # tc's rate units (SI: 20mbit = 20,000,000 bit/s) -> bits per second
 rate_bps=$(awk -v r="$RATE" 'BEGIN {
     if (match(r, /^[0-9]+(\.[0-9]+)?/) == 0) exit 1
@@ -460,9 +464,48 @@ run_four_seeder() {
     printf 'run%-3s %-30s %s s  ratio %s  sent:%s\n' "$run" four-seeder "${secs:--}" "$ratio" "$line" >>"$SUMMARY"
 }
 
+# A cold `cat` through a mount on p1 fed by one seeder over its capped
+# uplink: the throughput the mount's read-ahead reaches against the link.
+run_mount_cat() {
+    local run=$1 dir=$T/h/p1 t0 t1 secs mbit ratio sha file
+    local rundir=$RESULTS/run$run-mount-cat
+    mkdir -p "$rundir"
+    rm -rf "$T/h"
+    hosts_up cswb-t:10.77.0.1 cswb-s0:10.77.0.2 cswb-p1:10.77.0.11
+    start_tracker_and_seeders 1
+    mkdir -p "$dir/cache" "$dir/mnt"
+    echo "run $run: mount-cat: cat through a mount fed by one seeder, $SIZE in $BLOCK blocks, uplink $RATE"
+    bg cswb-p1 "$dir/out" "$dir/err" "$CASCADEFS" -f \
+        -o "tracker=$TRK,listen=10.77.0.11:$PORT,cache=$dir/cache" "$CASC" "$dir/mnt"
+    file=/proc/$PID/root$dir/mnt/$NAME   # the mount lives in its own mount namespace
+    for _ in $(seq 100); do [ -e "$file" ] && break; sleep 0.1; done
+    t0=$(now)
+    if timeout "$TIMEOUT" cat "$file" >"$dir/copy" 2>"$dir/cat.err"; then
+        t1=$(now)
+        secs=$(calc %.2f "$t1 - $t0")
+        mbit=$(calc %.1f "$size_bytes * 8 / ($t1 - $t0) / 1e6")
+        ratio=$(calc %.2f "$size_bytes * 8 / ($t1 - $t0) / $rate_bps")
+        sha=$(sha256sum "$dir/copy" | cut -d' ' -f1)
+        echo "cat took $secs s: $mbit Mbit/s of the uplink's $(calc %.0f "$rate_bps / 1e6") Mbit/s" \
+             "= $ratio (target >= 0.9: $(calc %s "$ratio >= 0.9 ? \"met\" : \"NOT met\""));" \
+             "output $([ "$sha" = "$WANT_SHA" ] && echo identical || echo DIFFERS)"
+    else
+        ratio=failed
+        echo "cat failed or timed out: $(tail -3 "$dir/cat.err") $(tail -3 "$dir/err")"
+    fi
+    stop_all
+    cp "$dir/err" "$rundir/mount.log"
+    bench_cleanup_hosts
+    printf 'run%-3s %-30s %s s  ratio %s\n' "$run" mount-cat "${secs:--}" "$ratio" >>"$SUMMARY"
+}
+
 for ((r = 1; r <= REPEAT; r++)); do
     echo
-    if [ "$MODE" = swarm ]; then run_swarm "$r"; else run_four_seeder "$r"; fi
+    case $MODE in
+    swarm) run_swarm "$r" ;;
+    four-seeder) run_four_seeder "$r" ;;
+    mount-cat) run_mount_cat "$r" ;;
+    esac
 done
 echo
 echo "== summary ($SUMMARY)"
