@@ -175,6 +175,18 @@ static int store_make_paths(struct cascade_store *st, const struct cascade_store
 
 /* ---- opening the data file and the record ----------------------------- */
 
+/* The record names the data file by the hash of its absolute path. */
+static int store_hash_data_path(struct cascade_store *st, char *err, size_t errlen)
+{
+    char *abs = realpath(st->data_path, NULL);
+    const char *name = abs ? abs : st->data_path;
+    int rc = cascade_sha256(name, strlen(name), st->record_id.data_path_hash);
+    free(abs);
+    if (rc < 0)
+        cascade_errf(err, errlen, "sha256 failed");
+    return rc < 0 ? -1 : 0;
+}
+
 /* Opens the data file; *old_size is its size before we extend it. */
 static int store_open_data(struct cascade_store *st, uint64_t *old_size,
                            char *err, size_t errlen)
@@ -198,15 +210,7 @@ static int store_open_data(struct cascade_store *st, uint64_t *old_size,
     if (st->read_only)
         st->record_id.data_ctime_ns = (uint64_t)sb.st_ctim.tv_sec * 1000000000u +
                                       (uint64_t)sb.st_ctim.tv_nsec;
-    char *abs = realpath(st->data_path, NULL);
-    const char *name = abs ? abs : st->data_path;
-    int rc = cascade_sha256(name, strlen(name), st->record_id.data_path_hash);
-    free(abs);
-    if (rc < 0) {
-        cascade_errf(err, errlen, "sha256 failed");
-        return -1;
-    }
-    return 0;
+    return store_hash_data_path(st, err, errlen);
 }
 
 /* Sparse, full size: a reader of the mounted file sees the right length at
@@ -778,15 +782,8 @@ int cascade_store_rename_data(struct cascade_store *st, const char *new_path,
     free(st->data_path);
     st->data_path = copy;
     copy = NULL;
-    /* The record names the file by its absolute path's hash, as at open. */
-    char *abs = realpath(st->data_path, NULL);
-    const char *name = abs ? abs : st->data_path;
-    int hashed = cascade_sha256(name, strlen(name), st->record_id.data_path_hash);
-    free(abs);
-    if (hashed < 0) {
-        cascade_errf(err, errlen, "sha256 failed");
+    if (store_hash_data_path(st, err, errlen) < 0)
         goto out;
-    }
     char why[CASCADE_ERRLEN] = "";
     if (st->record_fd >= 0 &&
         cascade_record_rewrite(st->record_fd, &st->record_id, st->durable, st->bits_len,
