@@ -3,8 +3,8 @@
 #   1. the normal build: the whole suite (unit + integration + real mounts);
 #   2. AddressSanitizer + UndefinedBehaviorSanitizer: the whole suite again;
 #   3. ThreadSanitizer: the concurrency tests (store, block server, tracker
-#      server, peer node,
-#      and the integration tests whose processes run those threads).
+#      server, peer node, and the integration tests whose processes run
+#      those threads).
 # Exits non-zero when anything fails. Build folders: build/, build-asan/,
 # build-tsan/ under the source tree (override with CASCADE_BUILD_PREFIX).
 # Set CASCADE_TEST_QUICK=1 to run only the normal build.

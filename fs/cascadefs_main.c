@@ -345,8 +345,11 @@ static int run_loop_mt(struct fuse *fuse, const struct fuse_cmdline_opts *cmd)
         return -1;
     }
     fuse_loop_cfg_set_clone_fd(cfg, (unsigned)cmd->clone_fd);
-    fuse_loop_cfg_set_idle_threads(cfg, cmd->max_idle_threads);
-    if (cmd->max_threads != UINT_MAX)   /* UINT_MAX: not given, keep libfuse's default */
+    /* UINT_MAX: not given, keep libfuse's default (passing it on would only
+     * print "Ignoring invalid max threads value"). */
+    if (cmd->max_idle_threads != UINT_MAX)
+        fuse_loop_cfg_set_idle_threads(cfg, cmd->max_idle_threads);
+    if (cmd->max_threads != UINT_MAX)
         fuse_loop_cfg_set_max_threads(cfg, cmd->max_threads);
     int rc = fuse_loop_mt(fuse, cfg);
     fuse_loop_cfg_destroy(cfg);

@@ -78,6 +78,7 @@
 #define BS_TICK_MAX_MS 1000             /* deadline sweep at least this often */
 #define BS_SHED_TRIES 8                 /* heads read (and skipped if they asked) per newcomer */
 #define BS_REPORT_MS 10000              /* at most one warning about shedding per this */
+#define BS_DISCARD_READS 16             /* 4 KiB reads of pipelined requests before an error close */
 
 /* A node of a circular doubly-linked list; a list is a node of its own. */
 struct bs_link {
@@ -280,6 +281,20 @@ static void conn_close(struct block_server *srv, struct conn *c)
         srv->watch.closed(srv->watch.ctx, &c->peer);
     srv->nconns--;
     atomic_fetch_sub_explicit(&srv->connections_open, 1, memory_order_relaxed);
+}
+
+/* Before closing after an error answer: read away (a bounded amount of)
+ * requests the peer already pipelined. Closing with unread bytes sends a
+ * reset, and a reset makes the peer's kernel drop the answer it has not
+ * read yet, the error message included. */
+static void conn_discard_unread(struct conn *c)
+{
+    uint8_t sink[4096];
+    for (int i = 0; i < BS_DISCARD_READS; i++) {
+        ssize_t n = recv(c->fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (n <= 0 && !(n < 0 && errno == EINTR))
+            return;
+    }
 }
 
 static void server_free_dead(struct block_server *srv)
@@ -571,6 +586,7 @@ static void conn_run(struct block_server *srv, struct conn *c)
             }
             c->sending = false;
             if (c->close_after) {
+                conn_discard_unread(c);
                 conn_close(srv, c);
                 return;
             }

@@ -38,7 +38,7 @@ void listener_drain_wake(struct listener *l);
 
 /* Out of descriptors: give up the spare and accept one newcomer (its fd,
  * non-blocking, and its address), or -1 with errno (EAGAIN: nobody was
- * waiting; also when there is no spare). Call listener_take_spare after,
+ * waiting; EMFILE: no spare to give up). Call listener_take_spare after,
  * whatever came of it. */
 int listener_accept_on_spare(struct listener *l, struct sockaddr_in *peer);
 /* Take the spare descriptor back. 0 or -1 (still none: tried again later). */

@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -27,6 +26,7 @@
 
 #include "cascade/log.h"
 #include "cascade/util.h"
+#include "net/listener.h"
 #include "net/sock.h"
 #include "net/wire.h"
 
@@ -70,8 +70,7 @@ struct conn_list {
 };
 
 struct tracker_server {
-    int listen_fd, epoll_fd, wake_fd, reserve_fd;
-    struct sockaddr_in addr;
+    struct listener lis;                /* listening socket, epoll set, wake and spare fds */
     int max_connections, max_per_source, timeout_ms, log_interval_ms;
     pthread_t thread;
 
@@ -357,7 +356,7 @@ static void conn_run(struct tracker_server *srv, struct conn *c)
         }
     }
     struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
-    if (conn_send(c) != 0 || epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev) < 0)
+    if (conn_send(c) != 0 || epoll_ctl(srv->lis.epoll_fd, EPOLL_CTL_MOD, c->fd, &ev) < 0)
         conn_close(srv, c);             /* answered, the client went away, or no epoll */
 }
 
@@ -396,7 +395,7 @@ static void conn_admit(struct tracker_server *srv, int fd, uint32_t source)
     *c = (struct conn){.fd = fd, .source = source, .reading = true,
                        .deadline_ms = cascade_now_ms() + (uint64_t)srv->timeout_ms};
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-    if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+    if (epoll_ctl(srv->lis.epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         warn_limited(srv, WARN_MEMORY, "epoll_ctl: %s: connection closed", strerror(errno));
         close(fd);
         srv->free_slots[srv->nfree++] = slot;
@@ -416,32 +415,29 @@ static void conn_admit(struct tracker_server *srv, int fd, uint32_t source)
 
 static void set_accepting(struct tracker_server *srv, bool on)
 {
-    struct epoll_event ev = {.events = on ? EPOLLIN : 0, .data.ptr = &srv->listen_fd};
-    if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, srv->listen_fd, &ev) < 0)
+    struct epoll_event ev = {.events = on ? EPOLLIN : 0, .data.ptr = &srv->lis.listen_fd};
+    if (epoll_ctl(srv->lis.epoll_fd, EPOLL_CTL_MOD, srv->lis.listen_fd, &ev) < 0)
         log_warn("tracker: epoll_ctl(listen): %s", strerror(errno));
     srv->accept_resume_ms = on ? 0 : cascade_now_ms() + TS_ACCEPT_PAUSE_MS;
 }
 
-/* Out of descriptors with nothing to shed: free the reserve, accept the
- * newcomer and close it at once, take the reserve back. false: could not. */
-static bool turn_away_with_reserve(struct tracker_server *srv)
+/* Out of descriptors with nothing to shed: accept the newcomer on the
+ * spare descriptor and close it at once. false: could not. */
+static bool turn_away_with_spare(struct tracker_server *srv)
 {
-    if (srv->reserve_fd < 0)
-        return false;
-    close(srv->reserve_fd);
-    int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    struct sockaddr_in from;
+    int fd = listener_accept_on_spare(&srv->lis, &from);
     if (fd >= 0) {
         count(&srv->turned_away);
         close(fd);
     }
-    srv->reserve_fd = eventfd(0, EFD_CLOEXEC);
-    return fd >= 0 && srv->reserve_fd >= 0;
+    return listener_take_spare(&srv->lis) == 0 && fd >= 0;
 }
 
 /* A connection is waiting to be accepted (poll needs no descriptor). */
 static bool listen_ready(const struct tracker_server *srv)
 {
-    struct pollfd p = {.fd = srv->listen_fd, .events = POLLIN};
+    struct pollfd p = {.fd = srv->lis.listen_fd, .events = POLLIN};
     return poll(&p, 1, 0) == 1;
 }
 
@@ -450,7 +446,7 @@ static void server_accept(struct tracker_server *srv)
     for (int i = 0; i < TS_ACCEPTS_PER_TURN; i++) {
         struct sockaddr_in from;
         socklen_t len = sizeof from;
-        int fd = accept4(srv->listen_fd, (struct sockaddr *)&from, &len,
+        int fd = accept4(srv->lis.listen_fd, (struct sockaddr *)&from, &len,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             conn_admit(srv, fd, ntohl(from.sin_addr.s_addr));
@@ -472,7 +468,7 @@ static void server_accept(struct tracker_server *srv)
                              "connection", strerror(e));
                 continue;
             }
-            if (turn_away_with_reserve(srv)) {
+            if (turn_away_with_spare(srv)) {
                 warn_limited(srv, WARN_NO_FDS, "accept: %s: turned a connection away",
                              strerror(e));
                 continue;
@@ -523,7 +519,7 @@ static void *server_loop(void *arg)
     struct epoll_event events[TS_MAX_EVENTS];
     bool stopping = false;
     while (!stopping) {
-        int n = epoll_wait(srv->epoll_fd, events, TS_MAX_EVENTS,
+        int n = epoll_wait(srv->lis.epoll_fd, events, TS_MAX_EVENTS,
                            loop_timeout(srv, cascade_now_ms()));
         count(&srv->loop_turns);
         if (n < 0 && errno != EINTR) {
@@ -533,9 +529,9 @@ static void *server_loop(void *arg)
         }
         for (int i = 0; i < n; i++) {
             void *p = events[i].data.ptr;
-            if (p == &srv->wake_fd)
+            if (p == &srv->lis.wake_fd)
                 stopping = true;
-            else if (p == &srv->listen_fd)
+            else if (p == &srv->lis.listen_fd)
                 server_accept(srv);
             else if (((struct conn *)p)->fd >= 0)   /* not shed earlier in this turn */
                 conn_run(srv, p);
@@ -553,39 +549,6 @@ static void *server_loop(void *arg)
 }
 
 /* ---- start, stats, stop --------------------------------------------------------- */
-
-static int epoll_add(int epoll_fd, int fd, void *tag, char *err, size_t errlen)
-{
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = tag};
-    if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-        cascade_errf(err, errlen, "epoll_ctl: %s", strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-static int server_open_fds(struct tracker_server *srv, const struct sockaddr_in *listen,
-                           char *err, size_t errlen)
-{
-    srv->listen_fd = sock_listen(listen, TS_LISTEN_BACKLOG, err, errlen);
-    if (srv->listen_fd < 0)
-        return -1;
-    if (sock_set_nonblocking(srv->listen_fd) < 0 || sock_local_addr(srv->listen_fd, &srv->addr) < 0) {
-        cascade_errf(err, errlen, "listening socket: %s", strerror(errno));
-        return -1;
-    }
-    srv->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-    srv->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    srv->reserve_fd = eventfd(0, EFD_CLOEXEC);
-    if (srv->epoll_fd < 0 || srv->wake_fd < 0 || srv->reserve_fd < 0) {
-        cascade_errf(err, errlen, "tracker server: %s", strerror(errno));
-        return -1;
-    }
-    if (epoll_add(srv->epoll_fd, srv->listen_fd, &srv->listen_fd, err, errlen) < 0 ||
-        epoll_add(srv->epoll_fd, srv->wake_fd, &srv->wake_fd, err, errlen) < 0)
-        return -1;
-    return 0;
-}
 
 /* The connection cap, lowered so connections alone never exhaust
  * RLIMIT_NOFILE (raised to the hard limit first). */
@@ -620,14 +583,7 @@ static int server_alloc_pool(struct tracker_server *srv)
 /* Everything but the thread and connections (gone by then). */
 static void server_free(struct tracker_server *srv)
 {
-    if (srv->listen_fd >= 0)
-        close(srv->listen_fd);
-    if (srv->epoll_fd >= 0)
-        close(srv->epoll_fd);
-    if (srv->wake_fd >= 0)
-        close(srv->wake_fd);
-    if (srv->reserve_fd >= 0)
-        close(srv->reserve_fd);
+    listener_close(&srv->lis);
     free(srv->pool);
     free(srv->pool_source);
     free(srv->free_slots);
@@ -656,7 +612,7 @@ int tracker_server_start(const struct tracker_server_config *cfg, struct tracker
         cascade_errf(err, errlen, "tracker server: out of memory");
         return -1;
     }
-    srv->listen_fd = srv->epoll_fd = srv->wake_fd = srv->reserve_fd = -1;
+    listener_init(&srv->lis);
     srv->state = ts;
     srv->max_connections = fit_descriptor_limit(
         pick(cfg->max_connections, TRACKER_SERVER_DEFAULT_MAX_CONNECTIONS));
@@ -673,7 +629,8 @@ int tracker_server_start(const struct tracker_server_config *cfg, struct tracker
         server_free(srv);
         return -1;
     }
-    if (server_open_fds(srv, &cfg->listen, err, errlen) < 0) {
+    if (listener_open(&srv->lis, &cfg->listen, TS_LISTEN_BACKLOG, "tracker server", err,
+                      errlen) < 0) {
         server_free(srv);
         return -1;
     }
@@ -689,7 +646,7 @@ int tracker_server_start(const struct tracker_server_config *cfg, struct tracker
 
 void tracker_server_address(const struct tracker_server *srv, struct sockaddr_in *out)
 {
-    *out = srv->addr;
+    *out = srv->lis.addr;
 }
 
 long tracker_server_set_allowed(struct tracker_server *srv, const uint8_t *hashes, size_t n,
@@ -722,8 +679,7 @@ void tracker_server_stop(struct tracker_server *srv)
 {
     if (!srv)
         return;
-    uint64_t one = 1;
-    if (write(srv->wake_fd, &one, sizeof one) != (ssize_t)sizeof one)
+    if (listener_wake(&srv->lis) != 0)
         log_warn("tracker: cannot wake the loop: %s", strerror(errno));
     pthread_join(srv->thread, NULL);
     server_free(srv);

@@ -72,9 +72,9 @@ addr_in() {
     sed -n 's/.*listening on \([0-9.]*:[0-9]*\).*/\1/p' "$1" | head -1
 }
 
-# start_tracker: sets TRACKER_ADDR (127.0.0.1:PORT).
+# start_tracker [TRACKER OPTIONS]: sets TRACKER_ADDR (127.0.0.1:PORT).
 start_tracker() {
-    "$TRACKER" --listen 127.0.0.1:0 >"$T/tracker.out" 2>"$T/tracker.err" &
+    "$TRACKER" --listen 127.0.0.1:0 "$@" >"$T/tracker.out" 2>"$T/tracker.err" &
     OUR_PIDS+=($!)
     wait_for_line "$T/tracker.out" 'listening on' 10 ||
         die "tracker did not start: $(cat "$T/tracker.err")"
