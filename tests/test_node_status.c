@@ -55,6 +55,20 @@ static void test_ring_rates(void **state)
         else
             assert_true(rate > 0);
     }
+    /* Samples 2 s apart (a busy sampler): the ring reaches back 22 s, the
+     * rate still only 10 s. */
+    struct status_clock c2 = {0};
+    struct status_ring r2 = {0};
+    status_clock_tick(&c2, 0);
+    status_ring_start(&r2, &c2);
+    status_ring_put(&r2, &c2, 0);
+    for (uint64_t t = 2000; t <= 20000; t += 2000) {   /* 500 bytes/s, then nothing */
+        status_clock_tick(&c2, t);
+        status_ring_put(&r2, &c2, t <= 10000 ? t / 2 : 5000);
+    }
+    assert_int_equal(status_ring_rate(&r2, &c2, 5000, 20000), 0);   /* 10000..20000: flat */
+    assert_int_equal(status_ring_rate(&r2, &c2, 5000, 19000), 0);
+    assert_int_equal(status_ring_rate(&r2, &c2, 5000, 18000), 100);  /* from 8000: 4000 */
     /* A counter that went down (a peer forgotten, then back) is no rate. */
     assert_int_equal(status_ring_rate(&r, &c, 10, last + 13000), 0);
     /* A ring started late only uses its own samples. */
