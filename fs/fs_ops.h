@@ -40,6 +40,7 @@ struct fs_mount {
     size_t n_files;
     struct peer_node *node;        /* fetches and serves every file; NULL until started */
     struct node_status_server *status; /* answers `cascade status`; NULL if it could not start */
+    const char *mountpoint;        /* absolute (as libfuse resolved it), for the status */
     struct sockaddr_in server_addr;/* the address it really listens on */
     int timeout_ms;                /* how long a read waits for a block */
     uint64_t readahead_blocks;     /* first read-ahead window */

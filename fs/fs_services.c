@@ -1,8 +1,6 @@
 /* The peer node behind a mount: see fs_services.h. */
 #include "fs/fs_services.h"
 
-#include <limits.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -55,10 +53,8 @@ static int add_file(struct fs_mount *m, struct fs_file *f, const struct fs_optio
  * works (and its xattrs tell the same figures): a warning, no failure. */
 static void start_status(struct fs_mount *m, const struct fs_options *opts)
 {
-    const char *mp = opts->n_positionals ? opts->positionals[opts->n_positionals - 1] : NULL;
-    char *abs = mp ? realpath(mp, NULL) : NULL;
     struct node_status_info info = {
-        .program = "cascadefs", .mountpoint = abs ? abs : mp, .cache_root = opts->cache,
+        .program = "cascadefs", .mountpoint = m->mountpoint, .cache_root = opts->cache,
     };
     char why[CASCADE_ERRLEN];
     if (node_status_serve(m->node, &info, &m->status, why, sizeof why) != 0)
@@ -66,7 +62,6 @@ static void start_status(struct fs_mount *m, const struct fs_options *opts)
                  "figures", why);
     else
         log_debug("status: %s", node_status_socket(m->status));
-    free(abs);
 }
 
 int fs_services_start(struct fs_mount *m, const struct fs_options *opts,

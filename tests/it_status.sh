@@ -16,7 +16,9 @@
 #   - a peer that is gone (its seeder stopped, a read wants blocks from it)
 #     stops counting as known, in the status and the xattrs alike, also
 #     once the tracker lists it again;
-#   - --watch redraws (in place on a terminal) until Ctrl-C, exit 0.
+#   - --watch redraws (in place on a terminal) until Ctrl-C, exit 0;
+#   - a mount in the background (a relative mount point) says where it is
+#     mounted, and removes its socket when unmounted.
 set -u
 . "${CASCADE_SRC:?CASCADE_SRC not set}/tests/mount_lib.sh"
 command -v python3 >/dev/null || skip "python3 missing (bash contrib/deps.sh)"
@@ -294,6 +296,28 @@ done
 touch "$T/stop-reading"
 wait "$READING"   # its last read ends within the mount's timeout
 unmount_fs "$M2" "$M2_PID"
+
+# ---- a mount in the background (a daemon) with a relative mount point ----
+mkdir -p "$T/bg"
+(cd "$T" && "$CASCADEFS" -o "tracker=$TRACKER_ADDR,listen=127.0.0.1:0,cache=$T/bgcache" \
+    "$SRC/film.cascade" bg 2>"$T/bg.err") || fail "daemon mount: $(cat "$T/bg.err")"
+OUR_MOUNTS+=("$T/bg")
+status_json "$T/bg.json" "$T/bg"
+BG_PID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$T/bg.json")
+if [ -n "$BG_PID" ]; then
+    OUR_PIDS+=($BG_PID)
+    py "$T/bg.json" 'assert j["mountpoint"] == args[0] and j["program"] == "cascadefs", j' \
+        "$(realpath "$T/bg")" && ok "a daemon mount answers, with its absolute mount point" ||
+        fail "daemon mount's status: $(cat "$T/bg.json")"
+    bg_sock=$XDG_RUNTIME_DIR/cascade/$BG_PID.sock
+    fusermount3 -u "$T/bg" || fail "fusermount3 -u $T/bg"
+    for i in $(seq 100); do kill -0 "$BG_PID" 2>/dev/null || break; sleep 0.1; done
+    ! kill -0 "$BG_PID" 2>/dev/null && [ ! -e "$bg_sock" ] &&
+        ok "unmounted: the daemon exits and removes its socket" ||
+        fail "after unmount: pid $BG_PID $(kill -0 "$BG_PID" 2>/dev/null && echo runs), $(ls "$XDG_RUNTIME_DIR/cascade")"
+else
+    fail "daemon mount: no pid in $(cat "$T/bg.json" "$T/bg.json.err")"
+fi
 
 [ "$failures" = 0 ] || { echo "$failures failure(s)"; exit 1; }
 echo "all passed"
