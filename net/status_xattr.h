@@ -9,7 +9,8 @@
  *   user.cascade.block_size       bytes per block
  *   user.cascade.blocks_total     blocks in the file
  *   user.cascade.blocks_held      blocks held and verified locally
- *   user.cascade.peers_known      peers known for this file
+ *   user.cascade.peers_known      peers known for this file (one not connected
+ *                                 that failed three times in a row is gone)
  *   user.cascade.peers_connected  of those, peers with an open connection
  *   user.cascade.bytes_fetched    verified bytes fetched by this mount
  *   user.cascade.bytes_served     block bytes served to peers by this mount
