@@ -11,7 +11,7 @@
 enum {
     REDRAW_MS = 100,
     DEFAULT_COLUMNS = 80,
-    BAR_MIN = 10,              /* narrower than this: no bar at all */
+    BAR_MIN = 6,               /* narrower than this: no bar at all */
     BAR_MAX = 30,
     TAIL_TYPICAL = 44,         /* room kept for the text after the bar, so the
                                   bar keeps its width as the numbers grow */
@@ -47,7 +47,7 @@ static void format_amount(const struct cascade_progress *p, uint64_t n, char *ou
 }
 
 /* "7:05" or "1:02:03"; "--:--" past what is worth showing. */
-static void format_duration(uint64_t s, char *out, size_t len)
+void cascade_progress_format_duration(uint64_t s, char *out, size_t len)
 {
     if (s >= DURATION_MAX_S)
         snprintf(out, len, "--:--");
@@ -83,14 +83,17 @@ static void format_tail(const struct cascade_progress *p, uint64_t now, bool fin
         snprintf(per, sizeof per, "  %s/s", t);
     }
     if (final) {
-        format_duration((now > p->start_ms ? now - p->start_ms : 0) / 1000, t, sizeof t);
+        cascade_progress_format_duration((now > p->start_ms ? now - p->start_ms : 0) / 1000, t,
+                                         sizeof t);
         snprintf(when, sizeof when, "  in %s", t);
     } else if (have_rate && rate > 0 && p->done < p->total) {
         double eta = (double)(p->total - p->done) / rate + 0.5;
-        format_duration(eta < DURATION_MAX_S ? (uint64_t)eta : DURATION_MAX_S, t, sizeof t);
+        cascade_progress_format_duration(eta < DURATION_MAX_S ? (uint64_t)eta : DURATION_MAX_S, t,
+                                         sizeof t);
         snprintf(when, sizeof when, "  ETA %s", t);
     }
-    snprintf(out, len, "  %s / %s%s%s", done, total, per, when);
+    snprintf(out, len, "  %s / %s%s%s%s%s", done, total, per, when, p->note[0] ? "  " : "",
+             p->note);
 }
 
 void cascade_progress_format(const struct cascade_progress *p, uint64_t now_ms, bool final,
@@ -100,7 +103,7 @@ void cascade_progress_format(const struct cascade_progress *p, uint64_t now_ms, 
     double frac = p->total ? (double)p->done / (double)p->total : 1.0;
     if (frac > 1.0)
         frac = 1.0;
-    char head[96], tail[160], bar[BAR_MAX + 4] = "";
+    char head[96], tail[200], bar[BAR_MAX + 4] = "";
     snprintf(head, sizeof head, "%s %3u%%", p->label, (unsigned)(frac * 100.0));
     format_tail(p, now_ms, final, tail, sizeof tail);
     size_t tail_room = strlen(tail) > TAIL_TYPICAL ? strlen(tail) : TAIL_TYPICAL;
@@ -127,6 +130,11 @@ static void draw(const struct cascade_progress *p, uint64_t now, bool final)
     cascade_progress_format(p, now, final, p->columns, line, sizeof line);
     fprintf(stderr, "\r%s\033[K", line);
     fflush(stderr);
+}
+
+void cascade_progress_set_note(struct cascade_progress *p, const char *note)
+{
+    snprintf(p->note, sizeof p->note, "%s", note ? note : "");
 }
 
 void cascade_progress_update(struct cascade_progress *p, uint64_t done)

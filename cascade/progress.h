@@ -3,6 +3,7 @@
  *
  *   hashing  42% [#######.........]  20.1 MiB / 48.0 MiB  250.3 MiB/s  ETA 0:07
  *
+ * (with an optional note at the end, such as "3 peers"),
  * and, once finished, the same line with the time it took ("in 0:12")
  * instead of the ETA. Byte amounts and rates are in binary units (KiB, MiB,
  * GiB, as cascade_human_bytes). When stderr is not a terminal nothing is
@@ -29,12 +30,16 @@ struct cascade_progress {
     bool based;            /* base_* hold the first update */
     uint64_t base_done, base_ms;
     unsigned columns;      /* terminal width when enabled (80 if unknown) */
+    char note[32];         /* shown last ("3 peers"); "" for none */
 };
 
 /* enabled = isatty(2) unless force_off. */
 void cascade_progress_init(struct cascade_progress *p, const char *label,
                            uint64_t total, bool bytes, bool force_off);
 void cascade_progress_update(struct cascade_progress *p, uint64_t done);
+/* Text shown at the end of the line from the next draw on (at most 31
+ * bytes kept), such as "3 peers"; NULL or "" for none. */
+void cascade_progress_set_note(struct cascade_progress *p, const char *note);
 /* Draws the final state and a newline (when enabled), then stops drawing:
  * a second finish, or an update after it, draws nothing. */
 void cascade_progress_finish(struct cascade_progress *p);
@@ -45,5 +50,9 @@ void cascade_progress_finish(struct cascade_progress *p);
  * the ETA. Pure: draws nothing; what update and finish print. */
 void cascade_progress_format(const struct cascade_progress *p, uint64_t now_ms, bool final,
                              unsigned columns, char *out, size_t outlen);
+
+/* A duration as the line shows it: "7:05", "1:02:03", or "--:--" from
+ * 100 hours on. */
+void cascade_progress_format_duration(uint64_t seconds, char *out, size_t outlen);
 
 #endif

@@ -161,6 +161,18 @@ static int store_make_paths(struct cascade_store *st, const struct cascade_store
 
 /* ---- opening the data file and the record ----------------------------- */
 
+/* The record names the data file by the hash of its absolute path. */
+static int store_hash_data_path(struct cascade_store *st, char *err, size_t errlen)
+{
+    char *abs = realpath(st->data_path, NULL);
+    const char *name = abs ? abs : st->data_path;
+    int rc = cascade_sha256(name, strlen(name), st->record_id.data_path_hash);
+    free(abs);
+    if (rc < 0)
+        cascade_errf(err, errlen, "sha256 failed");
+    return rc < 0 ? -1 : 0;
+}
+
 /* Opens the data file; *old_size is its size before we extend it. */
 int store_open_data(struct cascade_store *st, uint64_t *old_size, char *err, size_t errlen)
 {
@@ -183,15 +195,7 @@ int store_open_data(struct cascade_store *st, uint64_t *old_size, char *err, siz
     if (st->read_only)
         st->record_id.data_ctime_ns = (uint64_t)sb.st_ctim.tv_sec * 1000000000u +
                                       (uint64_t)sb.st_ctim.tv_nsec;
-    char *abs = realpath(st->data_path, NULL);
-    const char *name = abs ? abs : st->data_path;
-    int rc = cascade_sha256(name, strlen(name), st->record_id.data_path_hash);
-    free(abs);
-    if (rc < 0) {
-        cascade_errf(err, errlen, "sha256 failed");
-        return -1;
-    }
-    return 0;
+    return store_hash_data_path(st, err, errlen);
 }
 
 /* Sparse, full size: a reader of the mounted file sees the right length at
@@ -967,4 +971,49 @@ const char *cascade_store_data_path(const struct cascade_store *st)
 const char *cascade_store_dir(const struct cascade_store *st)
 {
     return st->dir;
+}
+
+/* ---- for other modules: private folders, renaming the data file ----------- */
+
+int cascade_store_mkdir(const char *path, char *err, size_t errlen)
+{
+    return store_mkdir_p(path, err, errlen);
+}
+
+int cascade_store_rename_data(struct cascade_store *st, const char *new_path,
+                              char *err, size_t errlen)
+{
+    char *copy = strdup(new_path);
+    if (!copy) {
+        cascade_errf(err, errlen, "out of memory");
+        return -1;
+    }
+    pthread_mutex_lock(&st->flush_lock);   /* no flush writes the record meanwhile */
+    int rc = -1;
+    if (rename(st->data_path, new_path) < 0) {
+        cascade_errf(err, errlen, "rename %s to %s: %s", st->data_path, new_path,
+                     strerror(errno));
+        goto out;
+    }
+    free(st->data_path);
+    st->data_path = copy;
+    copy = NULL;
+    if (store_hash_data_path(st, err, errlen) < 0)
+        goto out;
+    char why[CASCADE_ERRLEN] = "";
+    if (st->record_fd >= 0 &&
+        cascade_record_rewrite(st->record_fd, &st->record_id, st->durable, st->bits_len,
+                               why, sizeof why) == 0 &&
+        fdatasync(st->record_fd) < 0)
+        snprintf(why, sizeof why, "sync %s: %s", st->record_path, strerror(errno));
+    if (why[0]) {
+        cascade_errf(err, errlen, "%s renamed, but its held record could not follow (%s)",
+                     new_path, why);
+        goto out;
+    }
+    rc = 0;
+out:
+    pthread_mutex_unlock(&st->flush_lock);
+    free(copy);
+    return rc;
 }

@@ -186,4 +186,18 @@ const char *cascade_store_dir(const struct cascade_store *st);
  * XDG_CACHE_HOME nor HOME is set. */
 int cascade_store_default_root(char *out, size_t outlen);
 
+/* mkdir -p path, each folder made private to the user (0700), as the
+ * store makes its own. 0, or -1 with a message. */
+int cascade_store_mkdir(const char *path, char *err, size_t errlen);
+
+/* Rename the data file to new_path (rename(2): the same filesystem) and
+ * make the held record describe it there, so a store opened at new_path
+ * later trusts the marks without verifying a block again (`cascade get`
+ * downloads into NAME.part, then renames). Only when no other thread uses
+ * st, and the caller must not open the store at the old path again.
+ * 0, or -1 with a message: the rename failed (nothing changed), or the
+ * record could not follow (then a later open re-verifies the held blocks). */
+int cascade_store_rename_data(struct cascade_store *st, const char *new_path,
+                              char *err, size_t errlen);
+
 #endif

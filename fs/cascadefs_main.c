@@ -445,6 +445,7 @@ int main(int argc, char **argv)
         check_not_stacked(cmd.mountpoint, opts.stack) != 0 ||
         add_mount_names(&args, &m.files[0]) != 0)
         goto out_files;
+    m.mountpoint = cmd.mountpoint;
     m.timeout_ms = (int)(opts.timeout > 86400 ? 86400 : opts.timeout) * 1000;
     m.splice_allowed = !opts.nosplice;
     m.readahead_blocks = opts.readahead;

@@ -29,6 +29,7 @@
 #include "cascade/meta.h"
 #include "cascade/store.h"
 #include "net/node.h"
+#include "net/node_status.h"
 
 /* One mounted file. meta, name and mtime are set before mounting; nf once
  * the process runs in the background. */
@@ -44,6 +45,8 @@ struct fs_mount {
     struct fs_file *files;         /* sorted by name (bsearch) */
     size_t n_files;
     struct peer_node *node;        /* fetches and serves every file; NULL until started */
+    struct node_status_server *status; /* answers `cascade status`; NULL if it could not start */
+    const char *mountpoint;        /* absolute (as libfuse resolved it), for the status */
     struct sockaddr_in server_addr;/* the address it really listens on */
     int timeout_ms;                /* how long a read waits for a block */
     uint64_t readahead_blocks;     /* first read-ahead window */

@@ -75,6 +75,21 @@ static int check_cache_max(const struct fs_mount *m, const struct fs_options *op
     return 0;
 }
 
+/* Answer `cascade status` on a control socket. Without it the mount still
+ * works (and its xattrs tell the same figures): a warning, no failure. */
+static void start_status(struct fs_mount *m, const struct fs_options *opts)
+{
+    struct node_status_info info = {
+        .program = "cascadefs", .mountpoint = m->mountpoint, .cache_root = opts->cache,
+    };
+    char why[CASCADE_ERRLEN];
+    if (node_status_serve(m->node, &info, &m->status, why, sizeof why) != 0)
+        log_warn("no live status for cascade status (%s); the xattrs still tell the "
+                 "figures", why);
+    else
+        log_debug("status: %s", node_status_socket(m->status));
+}
+
 int fs_services_start(struct fs_mount *m, const struct fs_options *opts,
                       char *err, size_t errlen)
 {
@@ -91,6 +106,7 @@ int fs_services_start(struct fs_mount *m, const struct fs_options *opts,
             goto fail;
         holding += node_file_held_count(m->files[i].nf) > 0;
     }
+    start_status(m, opts);
     char addr[SOCK_ADDRSTRLEN];
     sock_format_addr(&m->server_addr, addr, sizeof addr);
     log_info("%zu file%s, %llu with blocks in the cache; serving on %s", m->n_files,
@@ -103,6 +119,8 @@ fail:
 
 void fs_services_stop(struct fs_mount *m)
 {
+    node_status_stop(m->status);   /* it reads the node: first */
+    m->status = NULL;
     fs_notifier_stop(m);   /* it asks the node about every file */
     for (size_t i = 0; i < m->n_files; i++)
         m->files[i].nf = NULL;

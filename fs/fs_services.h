@@ -14,8 +14,9 @@
 #include "fs/fs_options.h"
 
 /* Start the node and add every file (verifying opts->data, queueing every
- * file for a fill). On failure everything started is stopped again.
- * 0 or -1 with a message. */
+ * file for a fill), then answer `cascade status` on a control socket (see
+ * net/control.h; a warning when it cannot). On failure everything started
+ * is stopped again. 0 or -1 with a message. */
 int fs_services_start(struct fs_mount *m, const struct fs_options *opts,
                       char *err, size_t errlen);
 

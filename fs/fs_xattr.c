@@ -19,6 +19,7 @@ static const char *const file_attrs[] = {
 static const char *const root_attrs[] = {
     STATUS_XATTR_FILES, STATUS_XATTR_SERVER, STATUS_XATTR_BUFFERS, STATUS_XATTR_BUFFERS_PEAK,
     STATUS_XATTR_BUFFERS_LIMIT, STATUS_XATTR_TABLES, STATUS_XATTR_STORES_OPEN,
+    STATUS_XATTR_CONTROL,
 };
 
 #define N_ITEMS(a) (sizeof(a) / sizeof((a)[0]))
@@ -128,6 +129,10 @@ int fs_xattr_get(struct fs_mount *m, struct fs_file *f, const char *name,
     const char *attr = name + plen;
     if (f && !strcmp(attr, STATUS_XATTR_MAP))
         return f->nf ? xattr_map(f, value, size) : -ENODATA;
+    if (!f && !strcmp(attr, STATUS_XATTR_CONTROL)) {   /* a path: longer than text below */
+        const char *path = m->status ? node_status_socket(m->status) : NULL;
+        return path ? xattr_reply(path, strlen(path), value, size) : -ENODATA;
+    }
     char text[CASCADE_HEX_LEN + 32];
     int len = f ? file_attr_text(f, attr, text, sizeof text)
                 : root_attr_text(m, attr, text, sizeof text);

@@ -124,6 +124,7 @@ struct block_server {
     struct listener lis;                /* listening socket, epoll set, wake and spare fds */
     int idle_timeout_ms, request_timeout_ms, max_connections, max_per_address, tick_ms;
     struct block_server_source source;
+    struct block_server_watch watch;
     pthread_t thread;
 
     /* Loop thread only. */
@@ -278,6 +279,8 @@ static void conn_close(struct block_server *srv, struct conn *c)
     c->addr = NULL;
     link_remove(&c->all);
     link_append(&srv->dead, &c->all);
+    if (srv->watch.closed)
+        srv->watch.closed(srv->watch.ctx, &c->peer);
     srv->nconns--;
     atomic_fetch_sub_explicit(&srv->connections_open, 1, memory_order_relaxed);
 }
@@ -471,7 +474,7 @@ static void conn_finish_block(struct block_server *srv, struct conn *c)
 }
 
 /* Send the block bytes: 1 done, 0 would block (or budget used), -1 error. */
-static int conn_send_block(struct block_server *srv, struct conn *c)
+static int conn_send_block_turn(struct block_server *srv, struct conn *c)
 {
     uint64_t budget = BS_SEND_BUDGET;
     while (c->file_left > 0) {
@@ -507,6 +510,16 @@ static int conn_send_block(struct block_server *srv, struct conn *c)
     }
     conn_finish_block(srv, c);
     return 1;
+}
+
+/* The same, telling the sent hook what this turn sent. */
+static int conn_send_block(struct block_server *srv, struct conn *c)
+{
+    uint64_t before = c->file_sent;
+    int rc = conn_send_block_turn(srv, c);
+    if (srv->watch.sent && c->file_sent > before)
+        srv->watch.sent(srv->watch.ctx, &c->peer, c->file_sent - before);
+    return rc;
 }
 
 /* Send the pending answer: 1 done, 0 would block, -1 error. */
@@ -907,6 +920,7 @@ static int server_configure(struct block_server *srv, const struct block_server_
         return -1;
     }
     srv->source = cfg->source;
+    srv->watch = cfg->watch;
     srv->idle_timeout_ms = or_default(cfg->idle_timeout_ms, BS_DEFAULT_IDLE_MS);
     srv->request_timeout_ms = or_default(cfg->request_timeout_ms, BS_DEFAULT_REQUEST_MS);
     srv->max_connections = or_default(cfg->max_connections, BS_DEFAULT_MAX_CONNECTIONS);

@@ -53,10 +53,21 @@ struct block_server_source {
     void (*asked_missing)(void *ctx, void *file, uint64_t block, const struct sockaddr_in *from);
 };
 
+/* Optional hooks (NULL: not called) for a live status of who downloads
+ * from us: bytes block bytes went out on the connection from peer (its
+ * source address), at most once per turn of sending; a connection from
+ * peer closed. On the server's thread; they must be quick. */
+struct block_server_watch {
+    void *ctx;
+    void (*sent)(void *ctx, const struct sockaddr_in *peer, uint64_t bytes);
+    void (*closed)(void *ctx, const struct sockaddr_in *peer);
+};
+
 /* 0 in any number field means its default; negative values are refused. */
 struct block_server_config {
     struct sockaddr_in listen;   /* port 0: pick a free port */
     struct block_server_source source;
+    struct block_server_watch watch;
     /* A connection may sit between requests (nothing of the next one
      * sent yet) this long; an answer that makes no progress this long is
      * dropped too. Default 60 s. */

@@ -374,6 +374,7 @@ static void peer_on_readable(struct peer_node *n, size_t pi)
         uint64_t before = p->conn.bytes_received;
         int r = peer_conn_read_answer(&p->conn, &hooks, &ans, err, sizeof err);
         pthread_mutex_lock(&n->lock);
+        p->bytes_in += p->conn.bytes_received - before;
         if (p->conn.bytes_received != before && p->conn.in_body &&
             p->conn.status == WIRE_STATUS_OK) {
             /* A block is coming for its head file: that file is not stalled

@@ -199,6 +199,7 @@ static int node_start_server(struct peer_node *n, char *err, size_t errlen)
     struct block_server_config bc = {
         .listen = n->cfg.listen,
         .source = {n, source_acquire, source_release, source_asked_missing},
+        .watch = {n, node_inbound_sent, node_inbound_closed},
     };
     char why[CASCADE_ERRLEN];
     if (block_server_start(&bc, &n->server, why, sizeof why) != 0) {
@@ -259,7 +260,9 @@ int node_start(const struct node_config *cfg, struct peer_node **out, char *err,
         return -1;
     }
     n->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (n->wake_fd < 0 || node_copy_config(n, cfg) != 0 || fetch_peers_init(n) != 0) {
+    n->inbound = node_inbound_new();
+    if (n->wake_fd < 0 || !n->inbound || node_copy_config(n, cfg) != 0 ||
+        fetch_peers_init(n) != 0) {
         cascade_errf(err, errlen, "cannot set up the node: %s",
                      n->wake_fd < 0 ? strerror(errno) : "out of memory");
         goto fail;
@@ -309,10 +312,12 @@ int node_stop(struct peer_node *n)
     n->stopping = true;
     for (size_t i = 0; i < n->n_files; i++)
         pthread_cond_broadcast(&n->files[i]->landed);
-    pthread_mutex_unlock(&n->lock);
-    /* 2. No new peers. */
-    tracker_agent_stop(n->agent);
+    /* 2. No new peers. The loop and readers use the agent under the lock:
+     * unhook it there, stop it outside (its thread may want the lock). */
+    struct tracker_agent *agent = n->agent;
     n->agent = NULL;
+    pthread_mutex_unlock(&n->lock);
+    tracker_agent_stop(agent);
     /* 3. No new requests; connections close. */
     if (n->loop_started) {
         node_wake_loop(n);
@@ -348,6 +353,7 @@ int node_stop(struct peer_node *n)
                  (unsigned long long)got, (unsigned long long)lost);
     node_buffer_trim(n);
     fetch_peers_free(n);
+    node_inbound_free(n->inbound);
     if (n->wake_fd >= 0)
         close(n->wake_fd);
     pthread_cond_destroy(&n->put_ready);
@@ -376,7 +382,7 @@ void node_get_stats(struct peer_node *n, struct node_stats *out)
     size_t tables = n->files_cap * 2 * sizeof(struct node_file *) + NODE_MAX_PEERS * sizeof(void *);
     for (size_t i = 0; i < n->n_peers; i++) {
         const struct fetch_peer *p = n->peers[i];
-        out->peers_known += !p->banned;
+        out->peers_known += fetch_peer_counts(p);
         out->peers_connected += p->open;
         tables += sizeof *p + p->files_cap * sizeof *p->files;
         for (size_t k = 0; k < p->n_files; k++)

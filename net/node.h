@@ -97,7 +97,8 @@ struct node_file_options {
 
 struct node_file_stats {
     uint64_t blocks_held;
-    uint64_t peers_known;           /* peers listed for this file, not dropped */
+    uint64_t peers_known;           /* peers listed for this file, not dropped, and
+                                       connected or not failing (fetch_peer_counts) */
     uint64_t peers_connected;       /* of those, with an open connection */
     uint64_t bytes_fetched;         /* verified block bytes stored */
     uint64_t blocks_fetched;

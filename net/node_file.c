@@ -688,7 +688,7 @@ void node_file_get_stats(struct node_file *f, struct node_file_stats *out)
     pthread_mutex_lock(&n->lock);
     for (size_t i = 0; i < n->n_peers; i++) {
         struct fetch_peer *p = n->peers[i];
-        if (p->banned || !fetch_peer_file(p, f->index))
+        if (!fetch_peer_counts(p) || !fetch_peer_file(p, f->index))
             continue;
         out->peers_known++;
         out->peers_connected += p->open;

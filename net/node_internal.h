@@ -31,6 +31,8 @@
 #define NODE_BYTES_IN_FLIGHT (2u << 20)    /* per peer, before its rate is known */
 #define NODE_PIPELINE_MS 500               /* a peer's pipeline: this long at its rate */
 #define NODE_FORGET_FAILURES 6             /* failures in a row (about 30 s): forget it */
+#define NODE_GONE_FAILURES 3               /* not connected, failed this often in a row:
+                                              no longer counted as known (status) */
 #define NODE_LACKS_FORGET_MS 700           /* re-ask a peer that said "not present": a
                                               young swarm's holdings grow by the second */
 #define NODE_RARE_SCAN 256                 /* background candidates weighed per pick */
@@ -148,6 +150,8 @@ struct fetch_peer {
     int verifying;               /* its blocks waiting for or in a worker */
     double rate;                 /* EWMA of bytes/s while busy */
     uint64_t rate_mark_ms, rate_mark_bytes;
+    uint64_t bytes_in;           /* answer bytes received from it, every connection
+                                    (the status: node_status.c) */
     struct peer_file *files;     /* files a tracker listed it for */
     size_t n_files, files_cap;
     size_t rr;                   /* where the next pick starts among files */
@@ -243,6 +247,8 @@ struct peer_node {
     uint64_t cache_used;         /* sum of the files' cache_bytes */
     uint64_t cache_reserved;     /* blocks being stored now */
     atomic_uint_fast64_t bytes_evicted;
+
+    struct node_inbound *inbound;/* who downloads from us (node_status.c; own lock) */
 };
 
 static inline void node_wake_loop(struct peer_node *n)
@@ -273,6 +279,14 @@ static inline struct node_file *node_file_at(struct peer_node *n, size_t i)
 static inline void peer_name(const struct fetch_peer *p, char *out, size_t outlen)
 {
     sock_format_addr(&p->addr, out, outlen);
+}
+
+/* Whether p counts as a known peer in figures: not banned, and connected
+ * or not failing for long (a peer that is gone stops counting before the
+ * node forgets it). Under lock. */
+static inline bool fetch_peer_counts(const struct fetch_peer *p)
+{
+    return !p->banned && (p->open || p->failures < NODE_GONE_FAILURES);
 }
 
 /* ---- node_file.c ---- */
@@ -406,5 +420,15 @@ void fetch_mark_stale(struct node_file *f, uint64_t idx);
 /* ---- fetch_loop.c ---- */
 
 void *fetch_loop_main(void *arg);
+
+/* ---- node_status.c: who downloads from us, for the status ---- */
+
+/* The table of connections the block server sends to (bounded). NULL
+ * when out of memory. */
+struct node_inbound *node_inbound_new(void);
+void node_inbound_free(struct node_inbound *in);
+/* The block server's sent and closed hooks (ctx: the node). */
+void node_inbound_sent(void *ctx, const struct sockaddr_in *peer, uint64_t bytes);
+void node_inbound_closed(void *ctx, const struct sockaddr_in *peer);
 
 #endif

@@ -9,7 +9,8 @@
  *   user.cascade.block_size       bytes per block
  *   user.cascade.blocks_total     blocks in the file
  *   user.cascade.blocks_held      blocks held and verified locally
- *   user.cascade.peers_known      peers known for this file
+ *   user.cascade.peers_known      peers known for this file (one not connected
+ *                                 that failed three times in a row is gone)
  *   user.cascade.peers_connected  of those, peers with an open connection
  *   user.cascade.bytes_fetched    verified bytes fetched by this mount
  *   user.cascade.bytes_served     block bytes served to peers by this mount
@@ -26,6 +27,10 @@
  *   user.cascade.tables           bytes of the node's per-file, per-block
  *                                 and per-peer tables
  *   user.cascade.stores_open      stores (data files) open now
+ *   user.cascade.control          path of the mount's control socket, where
+ *                                 `cascade status` asks for its live status
+ *                                 (rates, peers, trackers: net/control.h);
+ *                                 absent when it could not start
  */
 #ifndef NET_STATUS_XATTR_H
 #define NET_STATUS_XATTR_H
@@ -51,5 +56,6 @@
 #define STATUS_XATTR_BUFFERS_LIMIT "buffers_limit"
 #define STATUS_XATTR_TABLES "tables"
 #define STATUS_XATTR_STORES_OPEN "stores_open"
+#define STATUS_XATTR_CONTROL "control"
 
 #endif

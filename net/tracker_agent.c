@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -41,6 +42,8 @@ struct agent_tracker {
     uint32_t learned_ip;                 /* our address as this tracker sees it */
     int failures;                        /* consecutive */
     uint64_t retry_at_ms;
+    uint64_t answered_ms;                /* for the status: the last answer */
+    char error[CASCADE_ERRLEN];          /* and why the last failure failed */
 };
 
 struct tracker_agent {
@@ -173,6 +176,7 @@ static void agent_note_result(struct tracker_agent *a, const struct agent_task *
     char addr[SOCK_ADDRSTRLEN];
     sock_format_addr(&a->cfg.trackers.addr[task->tracker], addr, sizeof addr);
     if (rc == TRACKER_QUERY_ENET) {
+        snprintf(tr->error, sizeof tr->error, "%s", why);
         if (tr->failures == 0)
             log_warn("tracker %s: %s; retrying with a growing gap", addr, why);
         if (tr->failures < 16)
@@ -186,6 +190,7 @@ static void agent_note_result(struct tracker_agent *a, const struct agent_task *
         log_info("tracker %s answers again", addr);
     tr->failures = 0;
     tr->retry_at_ms = 0;
+    tr->answered_ms = cascade_now_ms();
     struct agent_file *f = &a->files[task->file];
     if (rc == TRACKER_QUERY_EREFUSED && !f->refused_logged) {
         char hex[CASCADE_HEX_LEN];
@@ -367,6 +372,20 @@ void tracker_agent_want_peers(struct tracker_agent *a, uint32_t file)
         }
     }
     pthread_mutex_unlock(&a->lock);
+}
+
+size_t tracker_agent_get_status(struct tracker_agent *a, struct tracker_agent_status *out,
+                                size_t max)
+{
+    pthread_mutex_lock(&a->lock);
+    size_t n = a->cfg.trackers.n < max ? a->cfg.trackers.n : max;
+    for (size_t t = 0; t < n; t++) {
+        out[t].answered_ms = a->trackers[t].answered_ms;
+        out[t].failures = a->trackers[t].failures;
+        snprintf(out[t].error, sizeof out[t].error, "%s", a->trackers[t].error);
+    }
+    pthread_mutex_unlock(&a->lock);
+    return n;
 }
 
 void tracker_agent_stop(struct tracker_agent *a)

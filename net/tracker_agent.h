@@ -30,6 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cascade/util.h"
 #include "net/tracker_client.h"
 #include "net/wire.h"
 
@@ -65,6 +66,18 @@ int tracker_agent_track(struct tracker_agent *a, uint32_t file, const uint8_t *h
 /* Ask for a fresh list of file's peers soon (subject to the backoff).
  * Thread-safe; cheap when nothing is due. */
 void tracker_agent_want_peers(struct tracker_agent *a, uint32_t file);
+
+/* How one tracker has been answering, for a live status. */
+struct tracker_agent_status {
+    uint64_t answered_ms;                /* last answer (cascade_now_ms clock); 0: none yet */
+    int failures;                        /* queries failed in a row (0: the last one answered) */
+    char error[CASCADE_ERRLEN];          /* why the last failed query failed ("" if none) */
+};
+
+/* Copy the status of each tracker (cfg.trackers order) into out, at most
+ * max of them; returns how many were copied. Thread-safe. */
+size_t tracker_agent_get_status(struct tracker_agent *a, struct tracker_agent_status *out,
+                                size_t max);
 
 /* Stops at once (a query under way is cancelled) and joins. NULL is fine. */
 void tracker_agent_stop(struct tracker_agent *a);

@@ -115,6 +115,29 @@ static void test_fits_the_terminal(void **state)
     assert_has(line, "hashing  50%  50.0 MiB / 100.0 MiB");
 }
 
+/* A note (get's peers) goes last, and a typical download line still has
+ * its bar on 80 columns. */
+static void test_note_last(void **state)
+{
+    (void)state;
+    struct cascade_progress p = at(700 * 1024, true, 0, 320 * 1024);
+    p.label = "fetching";
+    cascade_progress_set_note(&p, "1 peer");
+    char line[256];
+    cascade_progress_format(&p, 3000, false, 80, line, sizeof line);
+    assert_has(line, "fetching  45% [");
+    assert_has(line, "]  320.0 KiB / 700.0 KiB  160.0 KiB/s  ETA 0:02  1 peer");
+    assert_int_equal(line[strlen(line) - 1], 'r');
+    cascade_progress_format(&p, 3000, true, 80, line, sizeof line);
+    assert_has(line, "  in 0:02  1 peer");
+    cascade_progress_set_note(&p, NULL);
+    cascade_progress_format(&p, 3000, false, 200, line, sizeof line);
+    assert_has(line, "ETA 0:02");
+    assert_int_equal(line[strlen(line) - 1], '2');
+    cascade_progress_set_note(&p, "a note far longer than what is kept of it, cut");
+    assert_int_equal(strlen(p.note), sizeof p.note - 1);
+}
+
 static void test_total_zero_is_done(void **state)
 {
     (void)state;
@@ -184,6 +207,7 @@ int main(void)
         cmocka_unit_test(test_no_rate_before_progress),
         cmocka_unit_test(test_counts_and_long_eta),
         cmocka_unit_test(test_fits_the_terminal),
+        cmocka_unit_test(test_note_last),
         cmocka_unit_test(test_total_zero_is_done),
         cmocka_unit_test(test_update_when_off),
         cmocka_unit_test(test_finish_draws_once),

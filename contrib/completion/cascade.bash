@@ -77,7 +77,12 @@ _cascade()
         esac
         opts='--cache --max --json -h --help' ;;
     status)
-        opts='--no-map -h --help' ;;
+        case $prev in
+        --cache)
+            _filedir -d
+            return ;;
+        esac
+        opts='--json --watch --no-map --cache -h --help' ;;
     *)
         return ;;
     esac

@@ -6,16 +6,23 @@
  *   cascade seed FILE.cascade... [-t TRACKER] [-l LISTEN] [--data PATH] [--cache DIR]
  *                [--cache-max SIZE] [-v]
  *
- * get resumes from whatever DATA already holds (verified block by block),
- * hashes the whole file as blocks arrive in order (so the final check costs
- * no extra pass) and exits 0 only when every block is there and the whole
- * file matches the target hash.
+ * get downloads into DATA.part and renames it to DATA once the whole file
+ * matches the target hash (the held record follows the rename, so seeding
+ * DATA later verifies nothing again); an existing DATA is checked and
+ * completed in place. It resumes from whatever the file already holds
+ * (verified block by block), hashes the whole file as blocks arrive in
+ * order (so the final check costs no extra pass), and exits 0 only when
+ * every block is there and the whole file matches. SIGINT or SIGTERM stop
+ * it promptly with what it holds kept for the next run.
+ *
+ * seed also answers `cascade status` on a control socket (net/node_status.h).
  */
 #include <errno.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +40,7 @@
 #include "cascade/util.h"
 #include "net/cli/cli.h"
 #include "net/node.h"
+#include "net/node_status.h"
 #include "net/sock.h"
 #include "net/tracker_client.h"
 
@@ -40,6 +48,8 @@
 #define CLI_SEED_PORT 6881
 #define CLI_STALL_S 30           /* get gives up when no block arrives for this long */
 #define GET_HASH_CHUNK (1u << 20) /* read-back size for the whole-file hash */
+#define GET_PEERS_EVERY_MS 500    /* the progress line's peer count, refreshed */
+#define GET_PART_SUFFIX ".part"
 
 /* ---- shared helpers ---- */
 
@@ -93,7 +103,9 @@ static void get_usage(FILE *out)
     fprintf(out,
         "usage: cascade get FILE.cascade [-o DATA] [-t TRACKER] [--cache DIR] [--timeout S] [-q] [-v]\n"
         "Download the data file FILE.cascade describes from peers (download only: it\n"
-        "neither serves nor subscribes). Resumes from whatever DATA already holds.\n"
+        "neither serves nor subscribes) into DATA.part, renamed to DATA once the whole\n"
+        "file matches its hash; an existing DATA is checked and completed in place.\n"
+        "Resumes from whatever DATA.part (or DATA) already holds.\n"
         "  -o, --output DATA   where to write (default: the .cascade's name, in the\n"
         "                      current folder)\n"
         "  -t, --tracker ADDR  tracker IP:PORT (default $CASCADE_TRACKER, else %s)\n"
@@ -158,14 +170,49 @@ struct get_run {
     struct peer_node *node;
     struct node_file *nf;
     struct cascade_store *st;      /* open (pinned) while nf is open */
-    const char *data_path;
+    const char *data_path;         /* where the blocks go: final_path, or final_path.part */
+    const char *final_path;
+    char *part_path;               /* final_path.part (owned), NULL when in place */
     char tracker_shown[256];
     struct tracker_list trackers;
 };
 
+/* SIGINT/SIGTERM: the node's waits end at once (the second signal kills).
+ * The handler may run on any thread: atomics, lock-free ones. */
+static _Atomic(struct peer_node *) get_signal_node;
+static atomic_int get_signalled;
+
+static void get_on_signal(int sig)
+{
+    atomic_store(&get_signalled, sig);
+    struct peer_node *n = atomic_load(&get_signal_node);
+    if (n)
+        node_interrupt_from_signal(n);
+}
+
+static void get_catch_signals(void)
+{
+    struct sigaction sa = {.sa_handler = get_on_signal, .sa_flags = SA_RESETHAND};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+static void get_report_interrupted(struct get_run *g)
+{
+    fprintf(stderr, "cascade get: interrupted: %llu of %llu blocks are kept in %s; run the "
+            "same command again to resume\n",
+            (unsigned long long)node_file_held_count(g->nf),
+            (unsigned long long)g->meta.block_count, g->data_path);
+}
+
 /* Why no progress: the message for a stall or a timeout. */
 static void report_stuck(struct get_run *g, int r, uint64_t waited_s)
 {
+    if (r == -ECANCELED) {
+        get_report_interrupted(g);
+        return;
+    }
     if (r != -ETIMEDOUT && r != -EHOSTUNREACH) {
         fprintf(stderr, "cascade get: %s: could not write to the data file: %s\n", g->data_path,
                 strerror(-r));
@@ -213,6 +260,24 @@ static int get_wait_block(struct get_run *g, uint64_t i, uint64_t deadline, uint
     return r == 0 ? -ETIMEDOUT : r;
 }
 
+/* The progress line: bytes held, and now and then the peers connected. */
+static void get_progress(struct get_run *g, struct cascade_progress *pr, uint64_t *peers_ms)
+{
+    const struct cascade_meta *m = &g->meta;
+    uint64_t now = cascade_now_ms();
+    if (pr->enabled && now - *peers_ms >= GET_PEERS_EVERY_MS) {
+        struct node_file_stats s;
+        node_file_get_stats(g->nf, &s);
+        char note[32];
+        snprintf(note, sizeof note, "%llu peer%s", (unsigned long long)s.peers_connected,
+                 s.peers_connected == 1 ? "" : "s");
+        cascade_progress_set_note(pr, note);
+        *peers_ms = now;
+    }
+    uint64_t bytes = cascade_store_held_count(g->st) * m->block_size;
+    cascade_progress_update(pr, bytes < m->size ? bytes : m->size);
+}
+
 /* Hash the file in block order as blocks land; 0 complete, else exit code. */
 static int get_follow(struct get_run *g, uint8_t digest[CASCADE_HASH_LEN])
 {
@@ -224,16 +289,17 @@ static int get_follow(struct get_run *g, uint8_t digest[CASCADE_HASH_LEN])
     struct cascade_sha256 *h = cascade_sha256_new();
     uint8_t *buf = malloc(GET_HASH_CHUNK);
     struct cascade_progress pr;
-    cascade_progress_init(&pr, "downloading", m->size, true, g->o->quiet);
+    cascade_progress_init(&pr, "fetching", m->size, true, g->o->quiet);
+    uint64_t peers_ms = 0;
     int rc = CASCADE_EXIT_FAIL;
     if (!h || !buf) {
         fprintf(stderr, "cascade get: out of memory\n");
         goto out;
     }
     for (uint64_t i = 0; i < m->block_count;) {
-        int r = get_wait_block(g, i, deadline, stall_s * 1000);
-        uint64_t bytes = cascade_store_held_count(g->st) * m->block_size;
-        cascade_progress_update(&pr, bytes < m->size ? bytes : m->size);
+        int r = atomic_load(&get_signalled) ? -ECANCELED
+                                            : get_wait_block(g, i, deadline, stall_s * 1000);
+        get_progress(g, &pr, &peers_ms);
         if (r == 0) {
             if (hash_block(g->st, i, h, buf) != 0) {
                 fprintf(stderr, "cascade get: %s: could not read back block %llu\n",
@@ -268,15 +334,41 @@ out:
     return rc;
 }
 
+/* Where the blocks go: an existing DATA in place, else DATA.part. */
+static int get_choose_path(struct get_run *g)
+{
+    struct stat sb;
+    g->data_path = g->final_path;
+    if (lstat(g->final_path, &sb) == 0)
+        return 0;
+    size_t len = strlen(g->final_path) + sizeof GET_PART_SUFFIX;
+    g->part_path = malloc(len);
+    if (!g->part_path) {
+        fprintf(stderr, "cascade get: out of memory\n");
+        return -1;
+    }
+    snprintf(g->part_path, len, "%s" GET_PART_SUFFIX, g->final_path);
+    g->data_path = g->part_path;
+    return 0;
+}
+
 static int get_start(struct get_run *g)
 {
     char err[CASCADE_ERRLEN];
+    if (get_choose_path(g) < 0)
+        return CASCADE_EXIT_FAIL;
     bool existed = file_has_bytes(g->data_path);
     /* Download only: no server, nothing announced. */
     struct node_config cfg = {.trackers = g->trackers, .cache_root = g->o->cache};
     struct node_file_options fo = {.data_path = g->data_path};
-    if (node_start(&cfg, &g->node, err, sizeof err) < 0 ||
-        node_add_file(g->node, &g->meta, &fo, &g->nf, err, sizeof err) < 0 ||
+    if (node_start(&cfg, &g->node, err, sizeof err) < 0) {
+        fprintf(stderr, "cascade get: %s\n", err);
+        return CASCADE_EXIT_FAIL;
+    }
+    atomic_store(&get_signal_node, g->node);
+    if (atomic_load(&get_signalled))   /* before the node could hear it */
+        node_interrupt(g->node);
+    if (node_add_file(g->node, &g->meta, &fo, &g->nf, err, sizeof err) < 0 ||
         !(g->st = node_file_open(g->nf, err, sizeof err))) {
         fprintf(stderr, "cascade get: %s\n", err);
         return CASCADE_EXIT_FAIL;
@@ -311,15 +403,20 @@ static int get_run(struct get_run *g)
                 g->data_path);
         return CASCADE_EXIT_FAIL;
     }
+    char err[CASCADE_ERRLEN];
+    if (g->part_path && cascade_store_rename_data(g->st, g->final_path, err, sizeof err) < 0) {
+        fprintf(stderr, "cascade get: the file is complete, but: %s\n", err);
+        return CASCADE_EXIT_FAIL;
+    }
     if (s.bytes_fetched == 0) {
-        log_info("%s: complete, %llu bytes (already there, nothing fetched)", g->data_path,
+        log_info("%s: complete, %llu bytes (already there, nothing fetched)", g->final_path,
                  (unsigned long long)g->meta.size);
         return CASCADE_EXIT_OK;
     }
     double secs = (double)(cascade_now_ms() - t0) / 1000.0;
     char human[32];
     cascade_human_bytes(s.bytes_fetched, human, sizeof human);
-    log_info("%s: complete, %llu bytes; fetched %s in %.2f s (%.1f MiB/s)", g->data_path,
+    log_info("%s: complete, %llu bytes; fetched %s in %.2f s (%.1f MiB/s)", g->final_path,
              (unsigned long long)g->meta.size, human, secs,
              secs > 0 ? (double)s.bytes_fetched / (1024.0 * 1024.0) / secs : 0.0);
     return CASCADE_EXIT_OK;
@@ -342,18 +439,21 @@ int cli_get(int argc, char **argv)
         fprintf(stderr, "cascade get: %s\n", err);
         return meta_exit_code(rc);
     }
-    g.data_path = o.output ? o.output : g.meta.name;
-    if (!g.data_path || !*g.data_path) {
+    g.final_path = o.output ? o.output : g.meta.name;
+    if (!g.final_path || !*g.final_path) {
         fprintf(stderr, "cascade get: cannot tell the data file's name from '%s'; give -o DATA\n",
                 o.cascade);
         rc = CASCADE_EXIT_USAGE;
     } else {
+        get_catch_signals();
         rc = get_run(&g);
     }
     if (g.st)
         node_file_close(g.nf);
+    atomic_store(&get_signal_node, NULL);
     node_stop(g.node);
     cascade_meta_free(&g.meta);
+    free(g.part_path);
     return rc;
 }
 
@@ -381,7 +481,8 @@ static void seed_usage(FILE *out)
         "                      filling stops at the limit (--data files are not managed)\n"
         "  -v, --verbose       debug log (each block fetched)\n"
         "  -h, --help          this text\n"
-        "Prints 'serving N files on IP:PORT' once listening.\n",
+        "Prints 'serving N files on IP:PORT' once listening; `cascade status` shows\n"
+        "its live status.\n",
         TRACKER_DEFAULT_ADDR, CLI_DEFAULT_LISTEN);
 }
 
@@ -551,8 +652,22 @@ static void seed_wait_for_signal(struct seed_file *files, int n, const sigset_t 
     }
 }
 
+/* Answer `cascade status`; without it seeding goes on (a warning). */
+static struct node_status_server *seed_status(struct peer_node *node, const struct seed_opts *o)
+{
+    struct node_status_info info = {.program = "cascade seed", .cache_root = o->cache};
+    struct node_status_server *status;
+    char err[CASCADE_ERRLEN];
+    if (node_status_serve(node, &info, &status, err, sizeof err) < 0) {
+        log_warn("no live status for cascade status: %s", err);
+        return NULL;
+    }
+    log_debug("status: %s", node_status_socket(status));
+    return status;
+}
+
 static int seed_run(const struct seed_opts *o, struct seed_file *files, struct peer_node **node,
-                    const sigset_t *set)
+                    struct node_status_server **status, const sigset_t *set)
 {
     struct node_config cfg = {.serve = true, .cache_root = o->cache, .cache_max = o->cache_max};
     char shown[256], err[CASCADE_ERRLEN];
@@ -577,6 +692,7 @@ static int seed_run(const struct seed_opts *o, struct seed_file *files, struct p
         if (rc != 0)
             return rc;
     }
+    *status = seed_status(*node, o);
     struct sockaddr_in served;
     node_address(*node, &served);
     char addr[SOCK_ADDRSTRLEN];
@@ -609,7 +725,9 @@ int cli_seed(int argc, char **argv)
         return CASCADE_EXIT_FAIL;
     }
     struct peer_node *node = NULL;
-    rc = seed_run(&o, files, &node, &set);
+    struct node_status_server *status = NULL;
+    rc = seed_run(&o, files, &node, &status, &set);
+    node_status_stop(status);   /* it reads the node: first */
     /* The node makes what is held durable as it stops; say so if it could not. */
     if (node_stop(node) != 0 && rc == CASCADE_EXIT_OK) {
         fprintf(stderr, "cascade seed: could not make every held block durable; "

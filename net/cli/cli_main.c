@@ -14,7 +14,7 @@ static const struct {
     {"verify", cli_verify, "check a data file against a .cascade file"},
     {"get",    cli_get,    "download a file from peers (download only)"},
     {"seed",   cli_seed,   "download what is missing, then serve files to peers"},
-    {"status", cli_status, "show progress of a cascadefs mount"},
+    {"status", cli_status, "show what running mounts and seeders are doing"},
     {"cache",  cli_cache,  "list, measure, trim or check the block cache"},
 };
 

@@ -121,3 +121,21 @@ void json_u64(struct json_writer *j, const char *key, uint64_t value)
     json_lead(j, key);
     fprintf(j->out, "%llu", (unsigned long long)value);
 }
+
+void json_bool(struct json_writer *j, const char *key, bool value)
+{
+    json_lead(j, key);
+    fputs(value ? "true" : "false", j->out);
+}
+
+void json_null(struct json_writer *j, const char *key)
+{
+    json_lead(j, key);
+    fputs("null", j->out);
+}
+
+void json_raw(struct json_writer *j, const char *key, const char *json)
+{
+    json_lead(j, key);
+    fputs(json, j->out);
+}

@@ -1,4 +1,5 @@
-/* JSON output for the programs' --json modes (`cascade info --json`): a
+/* JSON output for the programs' --json modes (`cascade info --json`,
+ * `cascade status --json`) and the control socket's answers: a
  * writer that puts commas and quotes where they belong, so a command only
  * says which keys and values it has.
  *
@@ -47,6 +48,11 @@ void json_array_end(struct json_writer *j);
 /* A NULL value is written as null. */
 void json_string(struct json_writer *j, const char *key, const char *value);
 void json_u64(struct json_writer *j, const char *key, uint64_t value);
+void json_bool(struct json_writer *j, const char *key, bool value);
+void json_null(struct json_writer *j, const char *key);
+/* A value already in JSON form (a number token read by json_read.h),
+ * written as it is: the caller vouches that it is one valid JSON value. */
+void json_raw(struct json_writer *j, const char *key, const char *json);
 
 /* The quoted, escaped form of s alone, as described above. */
 void json_write_quoted(FILE *out, const char *s);

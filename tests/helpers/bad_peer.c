@@ -16,6 +16,8 @@
  *   stall           header and half the block, then silence (socket kept open)
  *   reset           header and half the block, then a TCP reset (SO_LINGER 0)
  *   not-present     status 2 for every block
+ *   slow            the block as good, but at about 256 KiB/s per connection
+ *                   (a transfer that lasts: status and interruption tests)
  * Reads the data file directly (no store), one thread per connection, and
  * exits with status 0 on SIGTERM or SIGINT. */
 #include <errno.h>
@@ -28,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cascade/log.h"
@@ -41,12 +44,15 @@
 #define TRACKER_TIMEOUT_MS 5000
 #define SUBSCRIBE_EVERY_S 30
 #define STALL_MAX_S 3600            /* a stalled connection is released after this */
+#define SLOW_CHUNK 4096             /* slow mode: this much, then a pause */
+#define SLOW_PAUSE_NS (16 * 1000 * 1000)
 
 enum mode { MODE_GOOD, MODE_WRONG_HASH, MODE_SHORT, MODE_LONG, MODE_UNKNOWN_STATUS,
-            MODE_STALL, MODE_RESET, MODE_NOT_PRESENT };
+            MODE_STALL, MODE_RESET, MODE_NOT_PRESENT, MODE_SLOW };
 
 static const char *const mode_names[] = {"good", "wrong-hash", "short", "long",
-                                         "unknown-status", "stall", "reset", "not-present"};
+                                         "unknown-status", "stall", "reset", "not-present",
+                                         "slow"};
 
 struct peer {
     struct cascade_meta meta;
@@ -133,6 +139,19 @@ static uint8_t *read_block(const struct peer *p, uint64_t idx, uint64_t len)
     return buf;
 }
 
+/* The bytes in small pieces with pauses between (about 256 KiB/s). */
+static int send_slowly(int fd, const uint8_t *buf, uint64_t len)
+{
+    for (uint64_t off = 0; off < len; off += SLOW_CHUNK) {
+        uint64_t n = len - off < SLOW_CHUNK ? len - off : SLOW_CHUNK;
+        if (send_all(fd, buf + off, (size_t)n) < 0)
+            return -1;
+        struct timespec ts = {0, SLOW_PAUSE_NS};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
 static void stall_forever(void)
 {
     for (int i = 0; i < STALL_MAX_S; i++)
@@ -171,7 +190,7 @@ static int answer_block(const struct peer *p, int fd, uint64_t idx)
     }
     int rc = send_header(fd, WIRE_STATUS_OK, declared);
     if (rc == 0)
-        rc = send_all(fd, block, sent);
+        rc = p->mode == MODE_SLOW ? send_slowly(fd, block, sent) : send_all(fd, block, sent);
     free(block);
     if (rc < 0)
         return -1;
