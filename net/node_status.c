@@ -274,6 +274,8 @@ int node_status_sample(struct node_status_sampler *s, uint64_t now_ms)
 static const struct sampled_peer *sampled(const struct node_status_sampler *s,
                                           const struct raw_peer *p)
 {
+    if (s->n_peers == 0)   /* s->peers may be NULL then, which bsearch may not get */
+        return NULL;
     return bsearch(p, s->peers, s->n_peers, sizeof *s->peers, compare_peer);
 }
 
@@ -301,7 +303,7 @@ static int take_files(struct node_status_sampler *s, uint64_t now_ms, struct nod
     pthread_mutex_lock(&n->lock);
     size_t count = n->n_files;
     struct node_file **files = malloc((count ? count : 1) * sizeof *files);
-    if (files)
+    if (files && count)
         memcpy(files, n->files, count * sizeof *files);   /* entries live until node_stop */
     pthread_mutex_unlock(&n->lock);
     out->files = calloc(count ? count : 1, sizeof *out->files);

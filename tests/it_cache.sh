@@ -216,7 +216,8 @@ rc=$?
     ok "cache verify finds the changed block (exit 1, --json)" || fail "cache verify: exit $rc, $(cat "$T/verify.json")"
 "$CASCADE" cache verify --cache "$C" >/dev/null && ok "and dropped it: verify is clean again" ||
     fail "cache verify after dropping"
-"$CASCADE" cache rm film --cache "$C" >/dev/null && [ -z "$(ls "$C")" ] &&
+# (run/: the control sockets' folder when XDG_RUNTIME_DIR is unset, not a cascade)
+"$CASCADE" cache rm film --cache "$C" >/dev/null && [ -z "$(ls "$C" | grep -vx run)" ] &&
     ok "cache rm removes an unmounted cascade" || fail "cache rm: $(ls "$C")"
 
 # ---- d. a fill under a limit below the file size ----

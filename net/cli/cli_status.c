@@ -479,7 +479,7 @@ static int list_names(const char *dir, struct mount_view *mv, FILE *err)
     free(entries);
     if (rc < 0)
         fprintf(err, "cascade status: out of memory\n");
-    else
+    else if (mv->n_names)
         qsort(mv->names, mv->n_names, sizeof *mv->names, compare_names);
     return rc;
 }
