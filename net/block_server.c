@@ -132,6 +132,7 @@ struct block_server {
     struct bs_link waiting;             /* READING ones, longest waiting first */
     struct bs_link dead;                /* closed in this batch of events */
     size_t nconns;
+    size_t nsending;                    /* connections with block bytes going out */
     struct bs_addr **addrs;             /* hash table of source addresses */
     uint32_t addr_mask, addr_seed;
     bool accept_paused;                 /* out of descriptors: retry on the next tick */
@@ -244,6 +245,7 @@ static void conn_unpin(struct block_server *srv, struct conn *c)
         return;
     cascade_store_unpin_block(c->store, c->block);
     srv->source.release(srv->source.ctx, c->file, c->file_sent);
+    srv->nsending--;
     c->file = NULL;
     c->store = NULL;
 }
@@ -433,6 +435,14 @@ static void conn_answer(struct block_server *srv, struct conn *c)
         conn_set_message(c, WIRE_STATUS_NOT_PRESENT, "block %" PRIu64 " not present", req.block);
         return;
     }
+    if (srv->source.hold_back &&
+        srv->source.hold_back(srv->source.ctx, file, st, req.block, srv->nsending > 0)) {
+        cascade_store_unpin_block(st, req.block);
+        srv->source.release(srv->source.ctx, file, 0);
+        conn_set_message(c, WIRE_STATUS_NOT_PRESENT,
+                         "block %" PRIu64 " not offered now: other peers have it", req.block);
+        return;
+    }
     const struct cascade_meta *m = cascade_store_meta(st);
     uint64_t len = cascade_meta_block_len(m, req.block);
     wire_encode_peer_answer_header(WIRE_STATUS_OK, len, c->head);
@@ -440,6 +450,7 @@ static void conn_answer(struct block_server *srv, struct conn *c)
     c->head_sent = 0;
     c->close_after = false;
     c->file = file;
+    srv->nsending++;
     c->store = st;
     c->block = req.block;
     c->block_len = len;

@@ -51,6 +51,12 @@ struct block_server_source {
      * hold (it got status 2): that peer is fetching it elsewhere now. Called
      * with the file pinned, before release. */
     void (*asked_missing)(void *ctx, void *file, uint64_t block, const struct sockaddr_in *from);
+    /* Optional: block of file is held (st, pinned); true: answer "not
+     * present" this time all the same (a seeder's first copies, see
+     * first_copy.h). others_waiting: other connections are being sent
+     * to right now. Called with the file pinned, before release. */
+    bool (*hold_back)(void *ctx, void *file, struct cascade_store *st, uint64_t block,
+                      bool others_waiting);
 };
 
 /* Optional hooks (NULL: not called) for a live status of who downloads

@@ -146,6 +146,17 @@ static void source_asked_missing(void *ctx, void *file, uint64_t block,
     pthread_mutex_unlock(&n->lock);
 }
 
+/* A seeder's first round: see first_copy.h. */
+static bool source_hold_back(void *ctx, void *file, struct cascade_store *st, uint64_t block,
+                             bool others_waiting)
+{
+    (void)ctx;
+    struct node_file *f = file;
+    if (f->first_copy.done || !cascade_store_complete(st))
+        return false;
+    return first_copy_hold_back(&f->first_copy, block, others_waiting, cascade_now_ms());
+}
+
 /* ---- the tracker agent's answers ---- */
 
 static size_t on_tracker_peers(void *ctx, uint32_t file, const struct wire_peer_record *recs,
@@ -198,7 +209,7 @@ static int node_start_server(struct peer_node *n, char *err, size_t errlen)
         return 0;
     struct block_server_config bc = {
         .listen = n->cfg.listen,
-        .source = {n, source_acquire, source_release, source_asked_missing},
+        .source = {n, source_acquire, source_release, source_asked_missing, source_hold_back},
         .watch = {n, node_inbound_sent, node_inbound_closed},
     };
     char why[CASCADE_ERRLEN];

@@ -58,6 +58,7 @@ struct node_file *node_file_new(struct peer_node *n, const struct cascade_meta *
     atomic_init(&f->blocks_fetched, 0);
     atomic_init(&f->bad_blocks, 0);
     atomic_init(&f->bytes_wasted, 0);
+    first_copy_init(&f->first_copy, meta->block_count);
     /* The cache's own record tells what it holds; a user's data file is
      * checked when it opens. */
     if (!f->data_path)
@@ -73,6 +74,7 @@ void node_file_free(struct node_file *f)
     free(f->fetch.inflight);
     free(f->fetch.lacked_by);
     free(f->checked);
+    first_copy_free(&f->first_copy);
     pthread_mutex_destroy(&f->store_lock);
     pthread_cond_destroy(&f->store_changed);
     pthread_cond_destroy(&f->landed);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "net/block_server.h"
+#include "net/first_copy.h"
 #include "net/node.h"
 #include "net/peer_conn.h"
 #include "net/sock.h"
@@ -122,6 +123,9 @@ struct node_file {
 
     atomic_uint_fast64_t bytes_served, bytes_fetched, blocks_fetched, bad_blocks;
     atomic_uint_fast64_t bytes_wasted;   /* received but not needed (a doubled request) */
+
+    /* The block server's thread only. */
+    struct first_copy first_copy; /* a seeder's first round (first_copy.h) */
 };
 
 /* ---- peers ---- */

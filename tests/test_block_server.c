@@ -124,7 +124,7 @@ static void serve_with(struct fixture *f, const struct block_server_config *limi
     struct block_server_config cfg = {0};
     if (limits)
         cfg = *limits;
-    cfg.source = (struct block_server_source){f, source_acquire, source_release, NULL};
+    cfg.source = (struct block_server_source){.ctx = f, .acquire = source_acquire, .release = source_release};
     sock_make_addr(0x7f000001, 0, &cfg.listen);
     block_server_stop(f->srv);
     f->srv = NULL;

@@ -177,7 +177,7 @@ int main(int argc, char **argv)
     struct served s = {0};
     if (open_served(&o, &s) < 0)
         return CASCADE_EXIT_FAIL;
-    cfg.source = (struct block_server_source){&s, source_acquire, source_release, NULL};
+    cfg.source = (struct block_server_source){.ctx = &s, .acquire = source_acquire, .release = source_release};
     struct block_server *srv;
     if (block_server_start(&cfg, &srv, err, sizeof err) < 0) {
         fprintf(stderr, "serve_blocks: %s\n", err);

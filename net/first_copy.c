@@ -1,0 +1,50 @@
+/* First copies (see first_copy.h). */
+#include <stdlib.h>
+
+#include "net/first_copy.h"
+
+#define TICK_MS 100
+
+void first_copy_init(struct first_copy *fc, uint64_t block_count)
+{
+    *fc = (struct first_copy){.block_count = block_count};
+}
+
+void first_copy_free(struct first_copy *fc)
+{
+    free(fc->given_at);
+    fc->given_at = NULL;
+}
+
+static void finish(struct first_copy *fc)
+{
+    first_copy_free(fc);
+    fc->done = true;
+}
+
+bool first_copy_hold_back(struct first_copy *fc, uint64_t block, bool others_waiting,
+                          uint64_t now_ms)
+{
+    if (fc->done || block >= fc->block_count)
+        return false;
+    if (!fc->given_at) {
+        fc->given_at = calloc(fc->block_count ? fc->block_count : 1, sizeof *fc->given_at);
+        if (!fc->given_at)
+            return false;   /* tried again on the next request */
+        fc->base_ms = now_ms;
+    }
+    uint64_t tick = (now_ms - fc->base_ms) / TICK_MS + 1;
+    if (tick > UINT16_MAX) {   /* a first round this slow is no young swarm */
+        finish(fc);
+        return false;
+    }
+    uint16_t at = fc->given_at[block];
+    if (at)   /* held back only within the hold of its first copy: nobody waits longer */
+        return others_waiting && (tick - at) * TICK_MS < FIRST_COPY_HOLD_MS;
+    if (++fc->given_count == fc->block_count) {
+        finish(fc);
+        return false;
+    }
+    fc->given_at[block] = (uint16_t)tick;
+    return false;
+}
