@@ -74,6 +74,8 @@
 #define BS_ACCEPTS_PER_TURN 64
 #define BS_SEND_BUDGET (1u << 20)       /* block bytes per connection per turn */
 #define BS_NOTSENT_LOWAT (128 * 1024)   /* unsent bytes a connection may queue in the kernel */
+#define BS_DEFAULT_UPLOAD_SLOTS 4       /* block answers going out at once */
+#define BS_SLOT_SLICE_MS 1000           /* a slot is given up after this when others queue */
 #define BS_MESSAGE_MAX 128              /* status message text, bytes */
 #define BS_TICK_MAX_MS 1000             /* deadline sweep at least this often */
 #define BS_SHED_TRIES 8                 /* heads read (and skipped if they asked) per newcomer */
@@ -112,6 +114,9 @@ struct conn {
 
     bool sending;
     bool close_after;                   /* status 1, 3, 4 */
+    bool in_slot;                       /* its block answer may go out now */
+    struct bs_link slot_wait;           /* srv->slot_queue: a block answer waits for a slot */
+    uint64_t slot_ms;                   /* it got its slot, or joined the queue */
     uint8_t head[WIRE_PEER_ANSWER_HEADER_LEN + BS_MESSAGE_MAX];
     size_t head_len, head_sent;
     void *file;                         /* pinned (acquired) while block bytes remain */
@@ -123,6 +128,7 @@ struct conn {
 struct block_server {
     struct listener lis;                /* listening socket, epoll set, wake and spare fds */
     int idle_timeout_ms, request_timeout_ms, max_connections, max_per_address, tick_ms;
+    int upload_slots;
     struct block_server_source source;
     struct block_server_watch watch;
     pthread_t thread;
@@ -132,7 +138,9 @@ struct block_server {
     struct bs_link waiting;             /* READING ones, longest waiting first */
     struct bs_link dead;                /* closed in this batch of events */
     size_t nconns;
-    size_t nsending;                    /* connections with block bytes going out */
+    size_t nsending;                    /* connections with a block answer (slot or queued) */
+    size_t slot_holders;
+    struct bs_link slot_queue;          /* block answers waiting for a slot, oldest first */
     struct bs_addr **addrs;             /* hash table of source addresses */
     uint32_t addr_mask, addr_seed;
     bool accept_paused;                 /* out of descriptors: retry on the next tick */
@@ -238,11 +246,84 @@ static int addr_table_init(struct block_server *srv)
 
 /* ---- pins ---- */
 
+static int conn_want(struct block_server *srv, struct conn *c, uint32_t events);
+
+/* ---- upload slots ----
+ * Block answers go out a few at a time (upload_slots), the rest queue in
+ * order. Fifteen blocks sent side by side all arrive after fifteen block
+ * times; sent a few at a time, the first arrive after a few, and their
+ * receivers can pass them on at once (in a swarm, the first seconds are
+ * spent waiting for anything to pass on). A slot is kept until the block
+ * is out, or for BS_SLOT_SLICE_MS while others queue, so a downloader on
+ * a thin link keeps its share but cannot hold a slot for long. Status
+ * answers (a "not present" to a peer probing us) never wait for a slot. */
+
+static void slot_grant(struct block_server *srv, struct conn *c, uint64_t now)
+{
+    c->send_ms += now - c->slot_ms;   /* the stall clock counts time in a slot only */
+    c->in_slot = true;
+    c->slot_ms = now;
+    srv->slot_holders++;
+}
+
+static void slot_enqueue(struct block_server *srv, struct conn *c, uint64_t now)
+{
+    c->slot_ms = now;
+    link_append(&srv->slot_queue, &c->slot_wait);
+}
+
+/* Free slots to the longest queued; they run when their socket takes bytes. */
+static void slots_fill(struct block_server *srv, uint64_t now)
+{
+    while (srv->slot_holders < (size_t)srv->upload_slots && link_linked(&srv->slot_queue)) {
+        struct conn *c = CONN_OF(srv->slot_queue.next, slot_wait);
+        link_remove(&c->slot_wait);
+        slot_grant(srv, c, now);
+        conn_want(srv, c, EPOLLOUT);   /* on failure the stall timeout closes it */
+    }
+}
+
+/* c has a block answer: a slot now, or a place in the queue. */
+static void slot_take(struct block_server *srv, struct conn *c, uint64_t now)
+{
+    c->slot_ms = now;
+    if (srv->slot_holders < (size_t)srv->upload_slots && !link_linked(&srv->slot_queue))
+        slot_grant(srv, c, now);
+    else
+        slot_enqueue(srv, c, now);
+}
+
+/* c's block answer is done or abandoned: its slot (or place) goes. */
+static void slot_leave(struct block_server *srv, struct conn *c)
+{
+    if (c->in_slot) {
+        c->in_slot = false;
+        srv->slot_holders--;
+        slots_fill(srv, cascade_now_ms());
+    } else if (link_linked(&c->slot_wait)) {
+        link_remove(&c->slot_wait);
+    }
+}
+
+/* c held its slot for a slice while others queue: to the back. */
+static bool slot_maybe_yield(struct block_server *srv, struct conn *c, uint64_t now)
+{
+    if (!c->in_slot || !link_linked(&srv->slot_queue) || now - c->slot_ms < BS_SLOT_SLICE_MS)
+        return false;
+    c->in_slot = false;
+    srv->slot_holders--;
+    slot_enqueue(srv, c, now);
+    conn_want(srv, c, 0);
+    slots_fill(srv, now);
+    return true;
+}
+
 /* Give back the pin of the block being sent (or abandoned). */
 static void conn_unpin(struct block_server *srv, struct conn *c)
 {
     if (!c->file)
         return;
+    slot_leave(srv, c);
     cascade_store_unpin_block(c->store, c->block);
     srv->source.release(srv->source.ctx, c->file, c->file_sent);
     srv->nsending--;
@@ -373,6 +454,7 @@ static void conn_open(struct block_server *srv, int fd, const struct sockaddr_in
     }
     link_init(&c->wait);
     link_init(&c->addr_wait);
+    link_init(&c->slot_wait);
     link_append(&srv->conns, &c->all);
     c->req_ms = cascade_now_ms();   /* the first request is timed from the accept */
     conn_wait(srv, c, c->req_ms);
@@ -451,6 +533,7 @@ static void conn_answer(struct block_server *srv, struct conn *c)
     c->close_after = false;
     c->file = file;
     srv->nsending++;
+    slot_take(srv, c, c->send_ms);
     c->store = st;
     c->block = req.block;
     c->block_len = len;
@@ -588,13 +671,18 @@ static void conn_run(struct block_server *srv, struct conn *c)
 {
     for (int turn = 0; turn < BS_ANSWERS_PER_TURN; turn++) {
         if (c->sending) {
+            if (c->file && !c->in_slot) {   /* queued for a slot: slots_fill wakes it */
+                if (conn_want(srv, c, 0) < 0)
+                    conn_close(srv, c);
+                return;
+            }
             int r = conn_send(srv, c);
             if (r < 0) {
                 conn_close(srv, c);
                 return;
             }
             if (r == 0) {
-                if (conn_want(srv, c, EPOLLOUT) < 0)
+                if (!slot_maybe_yield(srv, c, cascade_now_ms()) && conn_want(srv, c, EPOLLOUT) < 0)
                     conn_close(srv, c);
                 return;
             }
@@ -635,6 +723,11 @@ static void conn_on_event(struct block_server *srv, struct conn *c, uint32_t eve
         getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
         conn_debug(c, "socket error: %s", strerror(soerr));
         conn_close(srv, c);
+        return;
+    }
+    if ((events & EPOLLHUP) && link_linked(&c->slot_wait)) {
+        conn_debug(c, "hung up while its answer waited for a slot");
+        conn_close(srv, c);   /* level-triggered: it would come back at once */
         return;
     }
     /* EPOLLHUP falls through: the next read or write sees the end. */
@@ -774,6 +867,8 @@ static void server_accept(struct block_server *srv)
 static uint64_t conn_deadline(const struct block_server *srv, const struct conn *c, bool *request)
 {
     *request = false;
+    if (c->sending && link_linked(&c->slot_wait))
+        return UINT64_MAX;   /* its turn comes: slots are given up after a slice */
     if (c->sending)
         return c->send_ms + (uint64_t)srv->idle_timeout_ms;
     uint64_t at = UINT64_MAX;
@@ -793,6 +888,7 @@ static void server_sweep(struct block_server *srv, uint64_t now)
         next = l->next;
         struct conn *c = CONN_OF(l, all);
         bool request;
+        slot_maybe_yield(srv, c, now);   /* a holder whose peer stopped reading */
         if (now < conn_deadline(srv, c, &request))
             continue;
         if (request) {
@@ -922,7 +1018,7 @@ static int server_configure(struct block_server *srv, const struct block_server_
                             char *err, size_t errlen)
 {
     if (cfg->idle_timeout_ms < 0 || cfg->request_timeout_ms < 0 || cfg->max_connections < 0 ||
-        cfg->max_per_address < 0) {
+        cfg->max_per_address < 0 || cfg->upload_slots < 0) {
         cascade_errf(err, errlen, "block server: negative timeout or connection limit");
         return -1;
     }
@@ -936,6 +1032,7 @@ static int server_configure(struct block_server *srv, const struct block_server_
     srv->request_timeout_ms = or_default(cfg->request_timeout_ms, BS_DEFAULT_REQUEST_MS);
     srv->max_connections = or_default(cfg->max_connections, BS_DEFAULT_MAX_CONNECTIONS);
     srv->max_per_address = or_default(cfg->max_per_address, BS_DEFAULT_MAX_PER_ADDRESS);
+    srv->upload_slots = or_default(cfg->upload_slots, BS_DEFAULT_UPLOAD_SLOTS);
     server_fit_fd_limit(srv);
     int shortest = srv->idle_timeout_ms < srv->request_timeout_ms ? srv->idle_timeout_ms
                                                                    : srv->request_timeout_ms;
@@ -963,6 +1060,7 @@ int block_server_start(const struct block_server_config *cfg, struct block_serve
     listener_init(&srv->lis);
     link_init(&srv->conns);
     link_init(&srv->waiting);
+    link_init(&srv->slot_queue);
     link_init(&srv->dead);
     atomic_init(&srv->bytes_served, 0);
     atomic_init(&srv->blocks_served, 0);

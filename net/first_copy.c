@@ -39,12 +39,10 @@ bool first_copy_hold_back(struct first_copy *fc, uint64_t block, bool others_wai
         return false;
     }
     uint16_t at = fc->given_at[block];
-    if (at)   /* held back only within the hold of its first copy: nobody waits longer */
-        return others_waiting && (tick - at) * TICK_MS < FIRST_COPY_HOLD_MS;
-    if (++fc->given_count == fc->block_count) {
-        finish(fc);
-        return false;
-    }
+    if (at && others_waiting && (tick - at) * TICK_MS < FIRST_COPY_HOLD_MS)
+        return true;
+    if (!at)
+        fc->given_count++;
     fc->given_at[block] = (uint16_t)tick;
     return false;
 }

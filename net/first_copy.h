@@ -27,7 +27,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define FIRST_COPY_HOLD_MS 4000   /* a sent block is held back this long */
+#define FIRST_COPY_HOLD_MS 8000   /* a sent block is held back this long */
 
 struct first_copy {
     uint64_t block_count;

@@ -154,7 +154,12 @@ static bool source_hold_back(void *ctx, void *file, struct cascade_store *st, ui
     struct node_file *f = file;
     if (f->first_copy.done || !cascade_store_complete(st))
         return false;
-    return first_copy_hold_back(&f->first_copy, block, others_waiting, cascade_now_ms());
+    uint64_t now = cascade_now_ms();
+    bool hold = first_copy_hold_back(&f->first_copy, block, others_waiting, now);
+    if (f->first_copy.done)
+        log_info("%s: every block has gone out at least once (%.1f s after the first)", f->name,
+                 (double)(now - f->first_copy.base_ms) / 1000.0);
+    return hold;
 }
 
 /* ---- the tracker agent's answers ---- */

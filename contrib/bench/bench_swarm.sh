@@ -411,7 +411,7 @@ run_swarm() {
     swarm_launch
     echo "run $run: $PEERS peers ($((PEERS - FILL - REF)) cascade seed, $FILL fill mounts, $REF reference)," \
          "1 seeder, $SIZE in $BLOCK blocks, uplinks $RATE; waiting at most $TIMEOUT s ..."
-    python3 "$WATCH" peers "$T0" "$(calc %.3f "$T0 + $TIMEOUT")" "$T/spec" >"$rundir/watch.txt" &
+    python3 "$WATCH" peers "$T0" "$(calc %.3f "$T0 + $TIMEOUT")" "$T/spec" "$rundir/progress.dat" >"$rundir/watch.txt" &
     watcher=$!
     OUR_PIDS+=("$watcher")
     wait "$watcher" || die "the watcher failed"

@@ -4,11 +4,13 @@
   swarm_watch.py listed TRACKER FILE.cascade IP:PORT... SECONDS
       Exit 0 once the tracker lists every IP:PORT for the file, 1 after
       SECONDS (run it in a host that reaches the tracker).
-  swarm_watch.py peers T0 DEADLINE SPECFILE
+  swarm_watch.py peers T0 DEADLINE SPECFILE [PROGRESS]
       Poll every peer in SPECFILE every 0.1 s from T0 on (Unix times) until
       all are complete or DEADLINE; print 'NAME done SECONDS' (from T0) as
       each completes, then 'NAME unfinished WHAT' or 'NAME exited WHAT' for
-      the others. SPECFILE lines: NAME KIND PID PATH SIZE BLOCKS, KIND:
+      the others. With PROGRESS, also write there every 0.5 s a line
+      'SECONDS NAME FRACTION' per unfinished seed or fill peer (how much of
+      the file it holds), to see how a swarm spreads the file. SPECFILE lines: NAME KIND PID PATH SIZE BLOCKS, KIND:
         seed  PATH is the data file; complete when it has no hole (the store
               writes a block only after its hash matched, into a sparse file)
         fill  PATH is the file in a mount, seen through /proc/PID/root;
@@ -55,6 +57,17 @@ def data_bytes(path, size):
         os.close(fd)
 
 
+def seed_fraction(path, size, _blocks):
+    return data_bytes(path, size) / max(size, 1)
+
+
+def fill_fraction(path, _size, blocks):
+    try:
+        return int(os.getxattr(path, "user.cascade.blocks_held")) / max(blocks, 1)
+    except (OSError, ValueError):
+        return 0.0
+
+
 def seed_state(path, size, _blocks):
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -91,6 +104,8 @@ def ref_state(path, _size, _blocks):
 
 
 STATES = {"seed": seed_state, "fill": fill_state, "ref": ref_state}
+FRACTIONS = {"seed": seed_fraction, "fill": fill_fraction}
+PROGRESS_EVERY = 0.5
 
 
 def alive(pid):
@@ -101,14 +116,28 @@ def alive(pid):
         return False
 
 
-def peers(t0, deadline, specfile):
-    left = {}
+def write_progress(out, t0, left):
+    now = time.time()
+    for name, (kind, _pid, path, size, blocks) in left.items():
+        if kind in FRACTIONS:
+            out.write("%.2f %s %.4f\n" % (now - t0, name, FRACTIONS[kind](path, size, blocks)))
+    out.flush()
+
+
+def peers(t0, deadline, specfile, progress=None):
+    left, kinds = {}, {}
     for line in open(specfile):
         name, kind, pid, path, size, blocks = line.split()
         left[name] = (STATES[kind], int(pid), path, int(size), int(blocks))
+        kinds[name] = (kind, int(pid), path, int(size), int(blocks))
+    out = open(progress, "w") if progress else None
     time.sleep(max(0.0, t0 - time.time()))
     why = {}
+    next_progress = time.time()
     while left and time.time() < deadline:
+        if out and time.time() >= next_progress:
+            write_progress(out, t0, {k: kinds[k] for k in left})
+            next_progress += PROGRESS_EVERY
         for name, (state, pid, path, size, blocks) in list(left.items()):
             done, why[name] = state(path, size, blocks)
             if done is not None:
@@ -126,8 +155,8 @@ def peers(t0, deadline, specfile):
 def main(argv):
     if len(argv) >= 5 and argv[1] == "listed":
         return listed(argv[2], argv[3], argv[4:-1], float(argv[-1]))
-    if len(argv) == 5 and argv[1] == "peers":
-        return peers(float(argv[2]), float(argv[3]), argv[4])
+    if len(argv) in (5, 6) and argv[1] == "peers":
+        return peers(float(argv[2]), float(argv[3]), argv[4], argv[5] if len(argv) == 6 else None)
     print(__doc__, file=sys.stderr)
     return 2
 
