@@ -76,6 +76,7 @@
 #define BS_NOTSENT_LOWAT (128 * 1024)   /* unsent bytes a connection may queue in the kernel */
 #define BS_DEFAULT_UPLOAD_SLOTS 4       /* block answers going out at once */
 #define BS_SLOT_SLICE_MS 1000           /* a slot is given up after this when others queue */
+#define BS_BUSY_TELLS 2                 /* "not now" answers in a row, then it queues anyway */
 #define BS_MESSAGE_MAX 128              /* status message text, bytes */
 #define BS_TICK_MAX_MS 1000             /* deadline sweep at least this often */
 #define BS_SHED_TRIES 8                 /* heads read (and skipped if they asked) per newcomer */
@@ -115,6 +116,7 @@ struct conn {
     bool sending;
     bool close_after;                   /* status 1, 3, 4 */
     bool in_slot;                       /* its block answer may go out now */
+    int told_busy;                      /* block requests in a row that met a full queue */
     struct bs_link slot_wait;           /* srv->slot_queue: a block answer waits for a slot */
     uint64_t slot_ms;                   /* it got its slot, or joined the queue */
     uint8_t head[WIRE_PEER_ANSWER_HEADER_LEN + BS_MESSAGE_MAX];
@@ -139,7 +141,7 @@ struct block_server {
     struct bs_link dead;                /* closed in this batch of events */
     size_t nconns;
     size_t nsending;                    /* connections with a block answer (slot or queued) */
-    size_t slot_holders;
+    size_t slot_holders, slot_queued;
     struct bs_link slot_queue;          /* block answers waiting for a slot, oldest first */
     struct bs_addr **addrs;             /* hash table of source addresses */
     uint32_t addr_mask, addr_seed;
@@ -270,6 +272,20 @@ static void slot_enqueue(struct block_server *srv, struct conn *c, uint64_t now)
 {
     c->slot_ms = now;
     link_append(&srv->slot_queue, &c->slot_wait);
+    srv->slot_queued++;
+}
+
+static void slot_dequeue(struct block_server *srv, struct conn *c)
+{
+    link_remove(&c->slot_wait);
+    srv->slot_queued--;
+}
+
+/* As many answers wait as go out: a new request is told "not now". */
+static bool slots_full(const struct block_server *srv)
+{
+    return srv->slot_holders >= (size_t)srv->upload_slots &&
+           srv->slot_queued >= (size_t)srv->upload_slots;
 }
 
 /* Free slots to the longest queued; they run when their socket takes bytes. */
@@ -277,7 +293,7 @@ static void slots_fill(struct block_server *srv, uint64_t now)
 {
     while (srv->slot_holders < (size_t)srv->upload_slots && link_linked(&srv->slot_queue)) {
         struct conn *c = CONN_OF(srv->slot_queue.next, slot_wait);
-        link_remove(&c->slot_wait);
+        slot_dequeue(srv, c);
         slot_grant(srv, c, now);
         conn_want(srv, c, EPOLLOUT);   /* on failure the stall timeout closes it */
     }
@@ -301,7 +317,7 @@ static void slot_leave(struct block_server *srv, struct conn *c)
         srv->slot_holders--;
         slots_fill(srv, cascade_now_ms());
     } else if (link_linked(&c->slot_wait)) {
-        link_remove(&c->slot_wait);
+        slot_dequeue(srv, c);
     }
 }
 
@@ -517,6 +533,16 @@ static void conn_answer(struct block_server *srv, struct conn *c)
         conn_set_message(c, WIRE_STATUS_NOT_PRESENT, "block %" PRIu64 " not present", req.block);
         return;
     }
+    if (slots_full(srv) && c->told_busy < BS_BUSY_TELLS) {
+        c->told_busy++;   /* told often enough in a row, it queues whatever the queue */
+        cascade_store_unpin_block(st, req.block);
+        srv->source.release(srv->source.ctx, file, 0);
+        conn_set_message(c, WIRE_STATUS_NOT_PRESENT,
+                         "block %" PRIu64 " not sent now: %zu answers queued, ask elsewhere",
+                         req.block, srv->slot_queued);
+        return;
+    }
+    c->told_busy = 0;
     if (srv->source.hold_back &&
         srv->source.hold_back(srv->source.ctx, file, st, req.block, srv->nsending > 0)) {
         cascade_store_unpin_block(st, req.block);

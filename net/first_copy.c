@@ -16,33 +16,28 @@ void first_copy_free(struct first_copy *fc)
     fc->given_at = NULL;
 }
 
-static void finish(struct first_copy *fc)
-{
-    first_copy_free(fc);
-    fc->done = true;
-}
-
 bool first_copy_hold_back(struct first_copy *fc, uint64_t block, bool others_waiting,
-                          uint64_t now_ms)
+                          uint64_t now_ms, bool *round_done_now)
 {
-    if (fc->done || block >= fc->block_count)
+    if (block >= fc->block_count)
         return false;
+    uint64_t tick = fc->given_at ? (now_ms - fc->base_ms) / TICK_MS + 1 : 0;
+    if (tick > UINT16_MAX)   /* the clock ran out: every hold is long over, start afresh */
+        first_copy_free(fc);
     if (!fc->given_at) {
-        fc->given_at = calloc(fc->block_count ? fc->block_count : 1, sizeof *fc->given_at);
+        fc->given_at = calloc(fc->block_count, sizeof *fc->given_at);
         if (!fc->given_at)
             return false;   /* tried again on the next request */
         fc->base_ms = now_ms;
-    }
-    uint64_t tick = (now_ms - fc->base_ms) / TICK_MS + 1;
-    if (tick > UINT16_MAX) {   /* a first round this slow is no young swarm */
-        finish(fc);
-        return false;
+        tick = 1;
     }
     uint16_t at = fc->given_at[block];
     if (at && others_waiting && (tick - at) * TICK_MS < FIRST_COPY_HOLD_MS)
         return true;
-    if (!at)
-        fc->given_count++;
+    if (!at && !fc->round_done && ++fc->given_count == fc->block_count) {
+        fc->round_done = true;
+        *round_done_now = true;
+    }
     fc->given_at[block] = (uint16_t)tick;
     return false;
 }

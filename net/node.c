@@ -146,17 +146,20 @@ static void source_asked_missing(void *ctx, void *file, uint64_t block,
     pthread_mutex_unlock(&n->lock);
 }
 
-/* A seeder's first round: see first_copy.h. */
+/* The swarm's source spreads its blocks: see first_copy.h. */
 static bool source_hold_back(void *ctx, void *file, struct cascade_store *st, uint64_t block,
                              bool others_waiting)
 {
     (void)ctx;
     struct node_file *f = file;
-    if (f->first_copy.done || !cascade_store_complete(st))
+    /* A file we fetched blocks of came from peers that have them. */
+    if (atomic_load_explicit(&f->blocks_fetched, memory_order_relaxed) ||
+        !cascade_store_complete(st))
         return false;
     uint64_t now = cascade_now_ms();
-    bool hold = first_copy_hold_back(&f->first_copy, block, others_waiting, now);
-    if (f->first_copy.done)
+    bool round_done = false;
+    bool hold = first_copy_hold_back(&f->first_copy, block, others_waiting, now, &round_done);
+    if (round_done)
         log_info("%s: every block has gone out at least once (%.1f s after the first)", f->name,
                  (double)(now - f->first_copy.base_ms) / 1000.0);
     return hold;

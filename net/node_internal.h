@@ -125,7 +125,7 @@ struct node_file {
     atomic_uint_fast64_t bytes_wasted;   /* received but not needed (a doubled request) */
 
     /* The block server's thread only. */
-    struct first_copy first_copy; /* a seeder's first round (first_copy.h) */
+    struct first_copy first_copy; /* the source's spreading (first_copy.h) */
 };
 
 /* ---- peers ---- */

@@ -5,8 +5,11 @@
  * against lock-out: request deadlines, shedding the longest waiter at the
  * caps (never a connection being sent to), running out of descriptors, and
  * 4,200 connections trickling requests (from one address, then from 100)
- * while an honest client from another address must get its block. The
- * server's source here is a two-file table in this file. */
+ * while an honest client from another address must get its block. Upload
+ * slots: answers queue in order behind a slot, a holder that stalls gives
+ * its slot up, a full queue answers "not now" a bounded number of times;
+ * and the source's hold_back hook. The server's source here is a two-file
+ * table in this file. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/tcp.h>
@@ -58,6 +61,8 @@ struct file_fixture {
 struct fixture {
     char dir[64];
     struct file_fixture small, big;
+    int64_t hold_small_block;    /* hold_back says "not now" for this block of small (-1: none) */
+    atomic_int hold_calls, hold_others_waiting;   /* calls of hold_back, the last flag */
     struct block_server *srv;
     struct sockaddr_in addr;
 };
@@ -118,13 +123,25 @@ static void source_release(void *ctx, void *file, uint64_t bytes_sent)
     atomic_fetch_sub(&ff->pins, 1);
 }
 
+static bool source_hold_back(void *ctx, void *file, struct cascade_store *st, uint64_t block,
+                             bool others_waiting)
+{
+    struct fixture *f = ctx;
+    assert_true(cascade_store_has(st, block));   /* asked only of held blocks */
+    atomic_fetch_add(&f->hold_calls, 1);
+    atomic_store(&f->hold_others_waiting, others_waiting);
+    return file == &f->small && (int64_t)block == f->hold_small_block;
+}
+
 /* (Re)start the server with cfg's limits (NULL: all defaults). */
 static void serve_with(struct fixture *f, const struct block_server_config *limits)
 {
     struct block_server_config cfg = {0};
     if (limits)
         cfg = *limits;
-    cfg.source = (struct block_server_source){.ctx = f, .acquire = source_acquire, .release = source_release};
+    cfg.source = (struct block_server_source){.ctx = f, .acquire = source_acquire,
+                                              .release = source_release,
+                                              .hold_back = source_hold_back};
     sock_make_addr(0x7f000001, 0, &cfg.listen);
     block_server_stop(f->srv);
     f->srv = NULL;
@@ -144,6 +161,7 @@ static int setup_with(void **state, const struct block_server_config *limits)
         return -1;
     if (test_make_tmpdir(f->dir, sizeof f->dir, "test_block_server") != 0)
         return -1;
+    f->hold_small_block = -1;
     build_file(&f->small, f->dir, (SMALL_BLOCKS - 1) * SMALL_BS + SMALL_LAST, SMALL_BS, 1);
     for (uint64_t i = 0; i < SMALL_BLOCKS; i++)
         if (i != SMALL_MISSING_A && i != SMALL_MISSING_B)
@@ -1067,6 +1085,84 @@ static void test_uploads_are_shared(void **state)
     close(g.fd);
 }
 
+/* ---- upload slots ---------------------------------------------------------- */
+
+/* With one slot: a client that stops reading holds it only until others
+ * queue and a slice has passed; a newcomer's answer queues meanwhile and
+ * then comes whole. */
+static void test_stalled_holder_gives_its_slot_up(void **state)
+{
+    struct fixture *f = *state;
+    serve_with(f, &(struct block_server_config){.upload_slots = 1});
+    int stuck = connect_to(f);
+    fill_until_stuck(f, stuck);
+    int other = connect_to(f);
+    send_request(other, f->big.meta.cascade_hash, 5);
+    expect_block(other, &f->big, 5);   /* within IO_TIMEOUT_MS: the stuck one gave way */
+    expect_block(stuck, &f->big, 0);   /* and it still gets its bytes afterwards */
+    close(other);
+    close(stuck);
+}
+
+/* With one slot held and one answer queued, a new block request is told
+ * "not now" (status 2, the connection kept) twice in a row, and then
+ * queued all the same: nobody is turned away for ever. A status answer
+ * never waits for a slot. */
+static void test_full_queue_says_not_now_then_queues(void **state)
+{
+    struct fixture *f = *state;
+    serve_with(f, &(struct block_server_config){.upload_slots = 1});
+    int stuck = connect_to(f);
+    fill_until_stuck(f, stuck);                       /* holds the slot */
+    int queued = connect_to(f);
+    send_request(queued, f->big.meta.cascade_hash, 1);   /* waits for it */
+    for (int i = 0; i < IO_TIMEOUT_MS / 10 && stats_of(f).connections_open < 2; i++)
+        usleep(10000);
+    usleep(100 * 1000);   /* the server has read that request (loopback: at once) */
+    int late = connect_to(f);
+    send_request(late, f->small.meta.cascade_hash, SMALL_MISSING_A);
+    expect_message(late, WIRE_STATUS_NOT_PRESENT, "block 3 not present");
+    for (int i = 0; i < 2; i++) {
+        send_request(late, f->small.meta.cascade_hash, 0);
+        expect_message(late, WIRE_STATUS_NOT_PRESENT,
+                       "block 0 not sent now: 1 answers queued, ask elsewhere");
+    }
+    send_request(late, f->small.meta.cascade_hash, 0);
+    expect_block(queued, &f->big, 1);
+    expect_block(late, &f->small, 0);
+    expect_block(stuck, &f->big, 0);
+    close(late);
+    close(queued);
+    close(stuck);
+}
+
+/* hold_back is asked about held blocks only, told whether others are being
+ * sent to, and a "hold it" becomes status 2 on a connection kept open. */
+static void test_hold_back_hook(void **state)
+{
+    struct fixture *f = *state;
+    f->hold_small_block = 9;
+    int fd = connect_to(f);
+    send_request(fd, f->small.meta.cascade_hash, 9);
+    expect_message(fd, WIRE_STATUS_NOT_PRESENT, "block 9 not offered now: other peers have it");
+    assert_int_equal(atomic_load(&f->hold_calls), 1);
+    assert_int_equal(atomic_load(&f->hold_others_waiting), 0);   /* nobody else */
+    send_request(fd, f->small.meta.cascade_hash, SMALL_MISSING_B);
+    expect_message(fd, WIRE_STATUS_NOT_PRESENT, "block 7 not present");
+    assert_int_equal(atomic_load(&f->hold_calls), 1);            /* not asked: not held */
+    send_request(fd, f->small.meta.cascade_hash, 8);
+    expect_block(fd, &f->small, 8);
+
+    int stuck = connect_to(f);
+    fill_until_stuck(f, stuck);   /* being sent to from now on */
+    send_request(fd, f->small.meta.cascade_hash, 9);
+    expect_message(fd, WIRE_STATUS_NOT_PRESENT, "block 9 not offered now: other peers have it");
+    assert_int_equal(atomic_load(&f->hold_others_waiting), 1);
+    assert_int_equal(atomic_load(&f->small.pins), 0);            /* released at once */
+    close(stuck);
+    close(fd);
+}
+
 int main(void)
 {
     /* CASCADE_TEST_DEBUG=1 shows the server's debug log (every serve). */
@@ -1097,6 +1193,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_out_of_descriptors_refuses_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attack_from_one_address, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attack_from_100_addresses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stalled_holder_gives_its_slot_up, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_queue_says_not_now_then_queues, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hold_back_hook, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
