@@ -23,6 +23,7 @@ static const struct fuse_opt fs_opt_table[] = {
     FS_OPT("data=%s", data, 0),
     FS_OPT("readahead=%u", readahead, 0),
     FS_OPT("timeout=%u", timeout, 0),
+    FS_OPT("upload_slots=%u", upload_slots, 0),
     FS_OPT("fill", fill, 1),
     FS_OPT("nosplice", nosplice, 1),
     FS_OPT("stack", stack, 1),
@@ -64,6 +65,9 @@ void fs_options_usage(const char *prog, FILE *out)
         "                           splicing them from the data file (slower)\n"
         "    -o timeout=SECONDS     a read waits this long for its blocks, then\n"
         "                           fails with EIO (default %d)\n"
+        "    -o upload_slots=N      blocks sent to peers at once, the rest queued\n"
+        "                           (default 4; raise it on an uplink much faster\n"
+        "                           than your peers' links)\n"
         "    -o stack               mount even where a cascadefs mount already is\n"
         "                           (refused by default: unmount that one first)\n"
         "    -f                     stay in the foreground (log to stderr)\n"
@@ -179,6 +183,11 @@ static int check_options(struct fs_options *opts, char *err, size_t errlen)
     }
     if (opts->timeout == 0) {
         cascade_errf(err, errlen, "timeout must be at least 1 second");
+        return -1;
+    }
+    if (opts->upload_slots > FS_UPLOAD_SLOTS_MAX) {
+        cascade_errf(err, errlen, "upload_slots=%u: give 1 to %d", opts->upload_slots,
+                     FS_UPLOAD_SLOTS_MAX);
         return -1;
     }
     if (opts->readahead > 1u << 20) {

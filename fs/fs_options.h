@@ -22,6 +22,7 @@
 #define FS_DEFAULT_LISTEN "0.0.0.0:0"
 #define FS_DEFAULT_READAHEAD_BLOCKS 2
 #define FS_DEFAULT_TIMEOUT_S 30
+#define FS_UPLOAD_SLOTS_MAX 1024
 
 /* Filled by fs_options_parse; strings are owned (free with fs_options_free). */
 struct fs_options {
@@ -31,6 +32,7 @@ struct fs_options {
     char *data;             /* -o data=PATH: a local data file (one .cascade only) */
     unsigned readahead;     /* -o readahead=N: read-ahead beyond a run, in blocks */
     unsigned timeout;       /* -o timeout=SECONDS: a read waits this long, then EIO */
+    unsigned upload_slots;  /* -o upload_slots=N: blocks sent to peers at once (0: default) */
     int fill;               /* -o fill: fetch every block in the background */
     int nosplice;           /* -o nosplice: copy read replies through memory */
     int stack;              /* -o stack: mount even on top of a cascadefs mount */

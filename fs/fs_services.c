@@ -17,6 +17,7 @@ static int start_node(struct fs_mount *m, const struct fs_options *opts, char *e
         .cache_root = opts->cache,
         .cache_max = opts->cache_max,
         .verify = opts->verify,
+        .upload_slots = (int)opts->upload_slots,
     };
     char why[CASCADE_ERRLEN];
     if (node_start(&cfg, &m->node, why, sizeof why) != 0) {

@@ -85,7 +85,8 @@ struct block_server_config {
     int max_connections;         /* default 4096; held to 3/4 of RLIMIT_NOFILE */
     int max_per_address;         /* from one IPv4 address (loopback too); default 64 */
     int upload_slots;            /* block answers going out at once, the rest queued in
-                                    order (see block_server.c); default 4 */
+                                    order (see block_server.c); default 4. On an uplink
+                                    much faster than the peers' downlinks, raise it */
 };
 
 struct block_server_stats {

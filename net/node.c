@@ -219,6 +219,7 @@ static int node_start_server(struct peer_node *n, char *err, size_t errlen)
         .listen = n->cfg.listen,
         .source = {n, source_acquire, source_release, source_asked_missing, source_hold_back},
         .watch = {n, node_inbound_sent, node_inbound_closed},
+        .upload_slots = n->cfg.upload_slots,
     };
     char why[CASCADE_ERRLEN];
     if (block_server_start(&bc, &n->server, why, sizeof why) != 0) {

@@ -71,6 +71,8 @@ struct node_config {
     const struct sockaddr_in *static_peers; /* extra peers for every file (tests) */
     size_t n_static_peers;
     int max_connections;            /* peer connections at once; 0: 32 */
+    int upload_slots;               /* blocks we send at once, the rest queued (the
+                                       block server's upload_slots); 0: 4 */
     int pipeline_depth;             /* requests in flight per connection; 0: by rate */
     int request_timeout_ms;         /* 0: by block size */
     int connect_timeout_ms;         /* 0: 3000 */

@@ -60,10 +60,10 @@ _cascade()
         --cache)
             _filedir -d
             return ;;
-        -t | --tracker | -l | --listen | --cache-max)
+        -t | --tracker | -l | --listen | --cache-max | --upload-slots)
             return ;;
         esac
-        opts='-t --tracker -l --listen --data --cache --cache-max -v --verbose -h --help' ;;
+        opts='-t --tracker -l --listen --data --cache --cache-max --upload-slots -v --verbose -h --help' ;;
     cache)
         case $prev in
         --cache)

@@ -5,7 +5,7 @@
 
 # The keys of -o: ours, then the FUSE ones worth offering.
 _cascadefs_keys='tracker= listen= cache= data= readahead= timeout= fill nosplice stack
-    cache_max= verify=
+    cache_max= verify= upload_slots=
     allow_other auto_unmount max_threads= max_idle_threads= clone_fd ro'
 
 # Complete the last item of a comma-separated -o list (cur holds all of it).

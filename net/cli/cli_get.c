@@ -4,7 +4,7 @@
  *
  *   cascade get FILE.cascade [-o DATA] [-t TRACKER] [--cache DIR] [--timeout S] [-q] [-v]
  *   cascade seed FILE.cascade... [-t TRACKER] [-l LISTEN] [--data PATH] [--cache DIR]
- *                [--cache-max SIZE] [-v]
+ *                [--cache-max SIZE] [--upload-slots N] [-v]
  *
  * get downloads into DATA.part and renames it to DATA once the whole file
  * matches the target hash (the held record follows the rename, so seeding
@@ -46,6 +46,7 @@
 
 #define CLI_DEFAULT_LISTEN "0.0.0.0:6881"
 #define CLI_SEED_PORT 6881
+#define CLI_UPLOAD_SLOTS_MAX 1024
 #define CLI_STALL_S 30           /* get gives up when no block arrives for this long */
 #define GET_HASH_CHUNK (1u << 20) /* read-back size for the whole-file hash */
 #define GET_PEERS_EVERY_MS 500    /* the progress line's peer count, refreshed */
@@ -463,7 +464,7 @@ static void seed_usage(FILE *out)
 {
     fprintf(out,
         "usage: cascade seed FILE.cascade... [-t TRACKER] [-l LISTEN] [--data PATH] [--cache DIR]\n"
-        "                    [--cache-max SIZE] [-v]\n"
+        "                    [--cache-max SIZE] [--upload-slots N] [-v]\n"
         "The full peer: for each file, check what is already on disk, subscribe it to\n"
         "the tracker, fetch what is missing and serve every block held, until\n"
         "SIGINT or SIGTERM.\n"
@@ -479,6 +480,8 @@ static void seed_usage(FILE *out)
         "                      SIZE (K, M, G, T, or N%% of its disk) for every file\n"
         "                      together: least recently used blocks are evicted, and\n"
         "                      filling stops at the limit (--data files are not managed)\n"
+        "      --upload-slots N  blocks sent to peers at once, the rest queued (default\n"
+        "                      4; raise it on an uplink much faster than the peers')\n"
         "  -v, --verbose       debug log (each block fetched)\n"
         "  -h, --help          this text\n"
         "Prints 'serving N files on IP:PORT' once listening; `cascade status` shows\n"
@@ -491,8 +494,23 @@ struct seed_opts {
     int n;
     const char *tracker, *listen, *data, *cache;
     uint64_t cache_max;          /* 0: data next to each .cascade, no limit */
+    int upload_slots;            /* 0: the node's default */
     bool verbose;
 };
+
+static int parse_upload_slots(const char *arg, int *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(arg, &end, 10);
+    if (errno || end == arg || *end || arg[0] == '-' || v < 1 || v > CLI_UPLOAD_SLOTS_MAX) {
+        fprintf(stderr, "cascade seed: --upload-slots: '%s' is not a number from 1 to %d\n", arg,
+                CLI_UPLOAD_SLOTS_MAX);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
 
 static int parse_seed(int argc, char **argv, struct seed_opts *o)
 {
@@ -500,6 +518,7 @@ static int parse_seed(int argc, char **argv, struct seed_opts *o)
         {"tracker", required_argument, NULL, 't'}, {"listen", required_argument, NULL, 'l'},
         {"data", required_argument, NULL, 'D'}, {"cache", required_argument, NULL, 'C'},
         {"cache-max", required_argument, NULL, 'X'},
+        {"upload-slots", required_argument, NULL, 'U'},
         {"verbose", no_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -513,6 +532,10 @@ static int parse_seed(int argc, char **argv, struct seed_opts *o)
         case 'D': o->data = optarg; break;
         case 'C': o->cache = optarg; break;
         case 'X': cache_max = optarg; break;
+        case 'U':
+            if (parse_upload_slots(optarg, &o->upload_slots) != 0)
+                return CASCADE_EXIT_USAGE;
+            break;
         case 'v': o->verbose = true; break;
         case 'h': seed_usage(stdout); return CASCADE_EXIT_OK;
         default: seed_usage(stderr); return CASCADE_EXIT_USAGE;
@@ -669,7 +692,8 @@ static struct node_status_server *seed_status(struct peer_node *node, const stru
 static int seed_run(const struct seed_opts *o, struct seed_file *files, struct peer_node **node,
                     struct node_status_server **status, const sigset_t *set)
 {
-    struct node_config cfg = {.serve = true, .cache_root = o->cache, .cache_max = o->cache_max};
+    struct node_config cfg = {.serve = true, .cache_root = o->cache, .cache_max = o->cache_max,
+                              .upload_slots = o->upload_slots};
     char shown[256], err[CASCADE_ERRLEN];
     if (parse_tracker("seed", o->tracker, &cfg.trackers, shown, sizeof shown) < 0)
         return CASCADE_EXIT_USAGE;
