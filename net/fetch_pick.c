@@ -177,10 +177,14 @@ static bool pick_endgame(struct peer_node *n, struct fetch_peer *p, struct peer_
 {
     struct fetch_file *ff = &f->fetch;
     uint64_t count = f->meta->block_count;
-    /* Only once every missing block is asked for somewhere, and only of a
-     * peer with nothing else to do for us: in a swarm a doubled block is
-     * upload someone else needed. */
-    if (ff->wanted_missing == 0 || ff->wanted_missing > NODE_ENDGAME_BLOCKS ||
+    /* Only in the last sixteenth of the file (2 to NODE_ENDGAME_BLOCKS
+     * blocks; a small file has every missing block asked for much earlier),
+     * once every missing block is asked for somewhere, and only of a peer
+     * with nothing else to do for us: in a swarm a doubled block is upload
+     * someone else needed. */
+    uint64_t endgame = count / NODE_ENDGAME_SHARE;
+    endgame = endgame < 2 ? 2 : endgame > NODE_ENDGAME_BLOCKS ? NODE_ENDGAME_BLOCKS : endgame;
+    if (ff->wanted_missing == 0 || ff->wanted_missing > endgame ||
         ff->requests < ff->wanted_missing || p->conn.inflight_count + (size_t)p->verifying > 0)
         return false;
     while (ff->low_wanted < count && ff->prio[ff->low_wanted] == NODE_WANT_NONE)
