@@ -35,8 +35,9 @@
 # 0.1 s without hashing (contrib/bench/swarm_watch.py); once all are done
 # every output is compared by SHA-256 and the bytes each host sent are read
 # from its tbf counters (`tc -s qdisc`), not from our programs.
-# Results (tables, logs, a PNG per run when gnuplot is installed) go to the
-# results folder it prints. It removes what it made (namespaces, mounts,
+# Results (tables, logs, progress.dat: each peer's share of the file every
+# 0.5 s, a PNG per run when gnuplot is installed) go to the results folder
+# it prints. It removes what it made (namespaces, mounts,
 # processes by pid, its temp folder) on exit and on Ctrl-C, and refuses to
 # run while cswb-* namespaces exist. Skips (exit 0) where it may not create
 # namespaces or tbf qdiscs. Targets (printed beside the figures): swarm
