@@ -2,8 +2,10 @@
 #include "fs/fs_options.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cascade/store_cache.h"
@@ -180,6 +182,19 @@ static int check_options(struct fs_options *opts, char *err, size_t errlen)
     if (opts->n_positionals < 2) {
         cascade_errf(err, errlen, "need at least one .cascade file (or a folder) and a mount point");
         return -1;
+    }
+    /* A data file that is no regular file is bad input, said before the
+     * node starts (a missing one is created later). */
+    struct stat sb;
+    if (opts->data && stat(opts->data, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        char why[CASCADE_ERRLEN];
+        int fd = cascade_open_regular(opts->data, O_RDONLY, 0, NULL, why, sizeof why);
+        if (fd >= 0)
+            close(fd);   /* it became a regular file meanwhile: fine */
+        else {
+            cascade_errf(err, errlen, "data=%s", why);
+            return -1;
+        }
     }
     if (opts->timeout == 0) {
         cascade_errf(err, errlen, "timeout must be at least 1 second");

@@ -5,7 +5,7 @@
 # would show as '.' and '..', and a name found in two folders mounts quickly
 # and shows the good files (byte for byte), with one warning per skipped
 # file. Named bad files and folders without a good file still refuse the
-# mount (exit 2). A second cascadefs on a cascadefs mount point is refused
+# mount (exit 2), and so does -o data= naming a FIFO. A second cascadefs on a cascadefs mount point is refused
 # (exit 2, the first mount keeps working) unless -o stack.
 set -u
 . "${CASCADE_SRC:?CASCADE_SRC not set}/tests/mount_lib.sh"
@@ -131,6 +131,9 @@ refused() {   # refused NAME TEXT SOURCES...
 }
 refused "a named FIFO" "$SRC/fifo.cascade is a FIFO, not a regular file" "$SRC/fifo.cascade"
 refused "a named bad file" "bad magic" "$SRC/junk.cascade"
+mkfifo "$T/data.fifo"
+refused "-o data= a FIFO" "data=$T/data.fifo is a FIFO, not a regular file" \
+    -o "data=$T/data.fifo" "$SRC/beta.cascade"
 refused "a named '.'" "would show as '.'" "$SRC/..cascade"
 refused "two named files, one name" "would both show as 'alpha'" \
     "$SRC/alpha.cascade" "$MORE/alpha.cascade"
