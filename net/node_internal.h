@@ -53,6 +53,7 @@
 #define NODE_URGENT_STUCK_MS 1500          /* urgent blocks behind a head this old go elsewhere too */
 #define NODE_STORE_RETRY_MIN_MS 1000       /* store failures: first retry, doubling */
 #define NODE_STORE_RETRY_MAX_MS 30000
+#define NODE_PUT_QUEUE_BYTES (4u << 20)  /* the put queue is full past this (and a few blocks) */
 #define NODE_POOL_MAX 32                   /* free block buffers kept */
 #define NODE_WORKERS_MAX 8
 
@@ -208,6 +209,7 @@ struct peer_node {
 
     struct put_item *put_head, *put_tail;
     size_t put_len;
+    uint64_t put_bytes;          /* block bytes in the queue */
     struct put_item *put_busy;   /* taken by a worker, not finished */
     pthread_cond_t put_ready;    /* the put queue got an item, or workers_stop */
     bool workers_stop;           /* finish the queue, then exit */

@@ -97,7 +97,7 @@ void node_buffer_trim(struct peer_node *n)
 
 bool node_put_queue_full(const struct peer_node *n)
 {
-    return n->put_len >= 2 * (size_t)n->n_workers + 2;
+    return n->put_len >= 2 * (size_t)n->n_workers + 2 && n->put_bytes >= NODE_PUT_QUEUE_BYTES;
 }
 
 void node_put_enqueue(struct peer_node *n, struct put_item *it)
@@ -109,6 +109,7 @@ void node_put_enqueue(struct peer_node *n, struct put_item *it)
         n->put_head = it;
     n->put_tail = it;
     n->put_len++;
+    n->put_bytes += it->len;
     pthread_cond_signal(&n->put_ready);
 }
 
@@ -171,6 +172,7 @@ static void *put_worker_main(void *arg)
         if (!n->put_head)
             n->put_tail = NULL;
         n->put_len--;
+        n->put_bytes -= it->len;
         it->next = n->put_busy;
         n->put_busy = it;
         struct node_file *f = n->files[it->file];
@@ -245,5 +247,6 @@ void node_workers_stop(struct peer_node *n)
     }
     n->put_tail = NULL;
     n->put_len = 0;
+    n->put_bytes = 0;
     pthread_mutex_unlock(&n->lock);
 }
