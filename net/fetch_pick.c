@@ -15,7 +15,7 @@
  *      said they lack); from the others, the likeliest to be there; ties
  *      broken from a random start, so that fifteen peers starting together
  *      ask a seeder for fifteen different blocks and soon have something
- *      to give each other;
+ *      to give each other (a node that serves nothing takes them in order);
  *   3. in the endgame (few blocks missing, all asked for) a second request,
  *      to a peer otherwise idle, for one still on the wire elsewhere that
  *      it would likely bring at least twice as soon (from its rate, and the
@@ -131,11 +131,14 @@ static bool pick_background(struct peer_node *n, struct peer_file *pf, struct no
     return true;
 }
 
+/* A node that serves nothing (`cascade get`) has nothing to give a swarm
+ * for holding different blocks: it takes them in order, so that a reader
+ * of the output (its whole-file hash) keeps up with the download. */
 static bool pick_in_file(struct peer_node *n, struct peer_file *pf, struct node_file *f,
                          uint64_t now, int prio, uint64_t *out)
 {
-    return prio == NODE_WANT_BACKGROUND ? pick_background(n, pf, f, now, out)
-                                        : pick_in_order(pf, f, now, prio, out);
+    return prio == NODE_WANT_BACKGROUND && n->cfg.serve ? pick_background(n, pf, f, now, out)
+                                                        : pick_in_order(pf, f, now, prio, out);
 }
 
 /* Whether (file, idx) arrived and waits for (or is in) a worker. */

@@ -3,7 +3,8 @@
  * pure bookkeeping): background blocks differ across peers that know
  * nothing yet; the rarest block we know of (the one most peers said they
  * lack) goes first to a peer that has what it is asked; a peer is not
- * asked for what it said it lacks; urgent blocks keep their order.
+ * asked for what it said it lacks; urgent blocks keep their order; a node
+ * that serves nothing takes background blocks in order.
  * Results are collected under the lock and checked after it, so a failed
  * check never leaves the lock held. */
 #include <setjmp.h>
@@ -31,20 +32,32 @@ struct fixture {
     struct node_file *nf;
 };
 
-static int setup(void **state)
+/* A node that serves (on a loopback port of its own) or not. */
+static int setup_serving(void **state, bool serve)
 {
     struct fixture *f = calloc(1, sizeof *f);
     assert_non_null(f);
     assert_int_equal(test_make_tmpdir(f->dir, sizeof f->dir, "test_fetch_pick"), 0);
     test_build_meta(&f->meta, &f->data, BLOCKS * 1024, 1024, 3);
     /* What peers said they lack holds for the whole test, however slow. */
-    struct node_config cfg = {.cache_root = f->dir, .lacks_forget_ms = 600000};
+    struct node_config cfg = {.cache_root = f->dir, .lacks_forget_ms = 600000, .serve = serve};
+    sock_make_addr(0x7f000001, 0, &cfg.listen);
     char err[CASCADE_ERRLEN];
     assert_int_equal(node_start(&cfg, &f->node, err, sizeof err), 0);
     assert_int_equal(node_add_file(f->node, &f->meta, NULL, &f->nf, err, sizeof err), 0);
     assert_non_null(node_file_open(f->nf, err, sizeof err));
     *state = f;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_serving(state, true);
+}
+
+static int setup_not_serving(void **state)
+{
+    return setup_serving(state, false);
 }
 
 static int teardown(void **state)
@@ -168,6 +181,26 @@ static void test_urgent_stays_in_order(void **state)
     assert_int_equal(got[5], UINT64_MAX);   /* no more urgent work */
 }
 
+/* A node that serves nothing (`cascade get`) takes background blocks in
+ * order: it gives no peer anything, and its whole-file hash keeps up. */
+static void test_non_serving_node_goes_in_order(void **state)
+{
+    struct fixture *f = *state;
+    node_file_want_all(f->nf);
+    uint64_t got[6];
+    pthread_mutex_lock(&f->node->lock);
+    for (int i = 0; i < 6; i++) {
+        got[i] = pick(f, made_up_peer(f, i), NODE_WANT_BACKGROUND);
+        if (got[i] < BLOCKS) {
+            f->nf->fetch.inflight[got[i]]++;
+            f->nf->fetch.requests++;
+        }
+    }
+    pthread_mutex_unlock(&f->node->lock);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(got[i], (uint64_t)i);
+}
+
 int main(void)
 {
     cascade_log_init("test_fetch_pick", CASCADE_LOG_ERROR, false);
@@ -175,6 +208,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_background_blocks_differ, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rarest_first_from_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_urgent_stays_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_non_serving_node_goes_in_order, setup_not_serving,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
