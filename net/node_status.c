@@ -353,6 +353,11 @@ int node_status_take(struct node_status_sampler *s, uint64_t now_ms, struct node
         node_status_release(out);
         return -1;
     }
+    struct node_stats ns;
+    node_get_stats(n, &ns);
+    out->cache_bytes = ns.cache_bytes;
+    out->cache_max = ns.cache_max;
+    out->bytes_evicted = ns.bytes_evicted;
     if (n->agent) {   /* set before the control thread started, cleared after it stopped */
         struct tracker_agent_status st[TRACKER_LIST_MAX];
         out->n_trackers = tracker_agent_get_status(n->agent, st, TRACKER_LIST_MAX);
@@ -449,6 +454,14 @@ void node_status_write_json(const struct node_status *st, struct json_writer *j)
     for (size_t i = 0; i < st->n_trackers; i++)
         write_tracker(&st->trackers[i], st->taken_ms, j);
     json_array_end(j);
+    json_object_begin(j, "cache");
+    json_u64(j, "bytes", st->cache_bytes);
+    if (st->cache_max)
+        json_u64(j, "max", st->cache_max);
+    else
+        json_null(j, "max");
+    json_u64(j, "evicted", st->bytes_evicted);
+    json_object_end(j);
 }
 
 /* ---- the control socket's answer ---- */

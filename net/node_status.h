@@ -94,6 +94,7 @@ struct node_status {
     size_t n_peers, peers_omitted;
     struct node_status_tracker trackers[TRACKER_LIST_MAX];
     size_t n_trackers;
+    uint64_t cache_bytes, cache_max, bytes_evicted;   /* node_stats' figures */
 };
 
 /* What keeps the samples of one node. Its calls are not thread-safe: one

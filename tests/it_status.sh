@@ -11,6 +11,7 @@
 #     unit test test_node_status checks the window exactly);
 #   - `cascade status --json MNT` and `MNT/FILE` parse, and their values
 #     match `cascade info --json` and the mount's xattrs; the seeder's too;
+#     the mount's cache figures show its -o cache_max;
 #   - the control socket: mode 0600 in $XDG_RUNTIME_DIR/cascade, named by
 #     the mount's root xattr; a socket left by a killed seeder is removed;
 #   - a peer that is gone (its seeder stopped, a read wants blocks from it)
@@ -72,7 +73,8 @@ start_seeder seeder "$T/seedcache" "$SRC/film.cascade"
 S_PID=$SEEDER_PID
 S_ADDR=$(sed -n 's/^serving .* on \([0-9.]*:[0-9]*\)$/\1/p' "$T/seeder.out")
 M=$T/mnt
-mount_fs "$T/m.log" "$M" -o "tracker=$TRACKER_ADDR,listen=127.0.0.1:0,cache=$T/mcache,readahead=0" \
+mount_fs "$T/m.log" "$M" \
+    -o "tracker=$TRACKER_ADDR,listen=127.0.0.1:0,cache=$T/mcache,readahead=0,cache_max=64M" \
     "$SRC/film.cascade" || die "mount"
 M_PID=$MOUNT_PID
 M_REAL=$(realpath "$M")
@@ -88,6 +90,8 @@ assert r[s]["server"] == args[3], r[s]["server"]
 for e in r.values():
     assert e["version"] == 1 and e["live"] is True and e["socket"].endswith("/%d.sock" % e["pid"])
     assert [f["name"] for f in e["files"]] == ["film"], e["files"]
+assert r[m]["cache"]["max"] == 64 << 20 and r[m]["cache"]["evicted"] == 0, r[m]["cache"]
+assert r[s]["cache"]["max"] is None, r[s]["cache"]   # it seeds its own data file, no limit
 ' "$S_PID" "$M_PID" "$M_REAL" "$S_ADDR"; then
     ok "status --json lists the seeder and the mount"
 else
@@ -97,7 +101,9 @@ fi
 grep -q "^cascade seed (pid $S_PID), serving on $S_ADDR" "$T/both.txt" &&
     grep -q "^cascadefs (pid $M_PID) on $M_REAL, serving on 127.0.0.1:" "$T/both.txt" &&
     grep -q "^  tracker $TRACKER_ADDR  answered [0-9]* s ago" "$T/both.txt" &&
-    ok "status lists the seeder and the mount" || fail "status: $(cat "$T/both.txt")"
+    [ "$(grep -c "^  cache .* of 64.0 MiB, 0 B evicted$" "$T/both.txt")" = 1 ] &&
+    ok "status lists the seeder and the mount (the mount's cache under its limit)" ||
+    fail "status: $(cat "$T/both.txt")"
 
 # ---- the control socket ----
 sock=$(xattr "$M" control)

@@ -250,6 +250,11 @@ static void test_transfer_seen_from_both_ends(void **state)
     assert_true(json_member_u64(peer, "bytes_sent", &n) && n == 0);
     assert_true(json_member_u64(&v, "peers_omitted", &n) && n == 0);
     assert_int_equal(json_member(&v, "trackers")->n, 0);
+    const struct json_value *cache = json_member(&v, "cache");
+    assert_non_null(cache);
+    assert_true(json_member_u64(cache, "bytes", &n) && n == p.meta.size);   /* all in its cache */
+    assert_true(json_member(cache, "max")->type == JSON_NULL);               /* no limit */
+    assert_true(json_member_u64(cache, "evicted", &n) && n == 0);
     json_value_free(&v);
     free(text);
     node_status_release(&st);

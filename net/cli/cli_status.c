@@ -206,6 +206,21 @@ static void print_trackers(FILE *out, const struct json_value *o)
     }
 }
 
+/* "  cache 12.0 MiB of 64.0 MiB, 3.0 MiB evicted" (only under a limit:
+ * without one the files' lines say what is held). */
+static void print_cache(FILE *out, const struct json_value *o)
+{
+    const struct json_value *c = json_member(o, "cache");
+    uint64_t max;
+    if (!c || !json_member_u64(c, "max", &max))
+        return;
+    char held[32], lim[32], gone[32];
+    cascade_human_bytes(member_u64(c, "bytes"), held, sizeof held);
+    cascade_human_bytes(max, lim, sizeof lim);
+    cascade_human_bytes(member_u64(c, "evicted"), gone, sizeof gone);
+    fprintf(out, "  cache %s of %s, %s evicted\n", held, lim, gone);
+}
+
 /* "cascadefs (pid 42) on /mnt/x, serving on 0.0.0.0:4000, up 1:02" */
 static void print_header(FILE *out, const struct json_value *o)
 {
@@ -255,6 +270,7 @@ static void print_live(FILE *out, const struct json_value *o)
     free(st);
     print_peers(out, o);
     print_trackers(out, o);
+    print_cache(out, o);
 }
 
 /* ---- asking running peers ---- */
