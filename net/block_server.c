@@ -77,6 +77,7 @@
 #define BS_DEFAULT_UPLOAD_SLOTS 4       /* block answers going out at once */
 #define BS_SLOT_SLICE_MS 1000           /* a slot is given up after this when others queue */
 #define BS_BUSY_TELLS 2                 /* "not now" answers in a row, then it queues anyway */
+#define BS_HOLD_TELLS 2                 /* a block held back this often in a row, then sent */
 #define BS_MESSAGE_MAX 128              /* status message text, bytes */
 #define BS_TICK_MAX_MS 1000             /* deadline sweep at least this often */
 #define BS_SHED_TRIES 8                 /* heads read (and skipped if they asked) per newcomer */
@@ -116,6 +117,9 @@ struct conn {
     bool sending;
     bool close_after;                   /* status 1, 3, 4 */
     bool in_slot;                       /* its block answer may go out now */
+    void *held_file;                    /* the block last held back from it (first_copy.h; */
+    uint64_t held_block;                /*   the pointer only compared, never followed) */
+    int held_times;                     /*   and how often in a row */
     int told_busy;                      /* block requests in a row that met a full queue */
     struct bs_link slot_wait;           /* srv->slot_queue: a block answer waits for a slot */
     uint64_t slot_ms;                   /* it got its slot, or joined the queue */
@@ -543,8 +547,16 @@ static void conn_answer(struct block_server *srv, struct conn *c)
         return;
     }
     c->told_busy = 0;
-    if (srv->source.hold_back &&
+    /* Held back from this connection twice in a row, a block is sent the
+     * third time it asks: a reader that found it nowhere else waits two
+     * retries, not the whole hold. (The source is not told of that copy:
+     * its hold only ends sooner for it.) */
+    bool asked_again = c->held_file == file && c->held_block == req.block;
+    if (srv->source.hold_back && !(asked_again && c->held_times >= BS_HOLD_TELLS) &&
         srv->source.hold_back(srv->source.ctx, file, st, req.block, srv->nsending > 0)) {
+        c->held_times = asked_again ? c->held_times + 1 : 1;
+        c->held_file = file;
+        c->held_block = req.block;
         cascade_store_unpin_block(st, req.block);
         srv->source.release(srv->source.ctx, file, 0);
         conn_set_message(c, WIRE_STATUS_NOT_PRESENT,

@@ -62,7 +62,7 @@ struct fixture {
     char dir[64];
     struct file_fixture small, big;
     int64_t hold_small_block;    /* hold_back says "not now" for this block of small (-1: none) */
-    atomic_int hold_calls, hold_others_waiting;   /* calls of hold_back, the last flag */
+    atomic_int hold_calls, hold_others_waiting;   /* hold_back's calls about small, the last flag */
     struct block_server *srv;
     struct sockaddr_in addr;
 };
@@ -128,9 +128,11 @@ static bool source_hold_back(void *ctx, void *file, struct cascade_store *st, ui
 {
     struct fixture *f = ctx;
     assert_true(cascade_store_has(st, block));   /* asked only of held blocks */
+    if (file != &f->small)
+        return false;   /* the big file's requests come from other connections */
     atomic_fetch_add(&f->hold_calls, 1);
     atomic_store(&f->hold_others_waiting, others_waiting);
-    return file == &f->small && (int64_t)block == f->hold_small_block;
+    return (int64_t)block == f->hold_small_block;
 }
 
 /* (Re)start the server with cfg's limits (NULL: all defaults). */
@@ -1087,6 +1089,15 @@ static void test_uploads_are_shared(void **state)
 
 /* ---- upload slots ---------------------------------------------------------- */
 
+/* Wait (bounded) until the server is sending a big block (to the client
+ * fill_until_stuck filled): its requests may still sit unread a moment. */
+static void wait_sending_big(const struct fixture *f)
+{
+    for (int i = 0; i < IO_TIMEOUT_MS / 10 && atomic_load(&f->big.pins) < 1; i++)
+        usleep(10000);
+    assert_true(atomic_load(&f->big.pins) >= 1);
+}
+
 /* With one slot: a client that stops reading holds it only until others
  * queue and a slice has passed; a newcomer's answer queues meanwhile and
  * then comes whole. */
@@ -1096,6 +1107,7 @@ static void test_stalled_holder_gives_its_slot_up(void **state)
     serve_with(f, &(struct block_server_config){.upload_slots = 1});
     int stuck = connect_to(f);
     fill_until_stuck(f, stuck);
+    wait_sending_big(f);
     int other = connect_to(f);
     send_request(other, f->big.meta.cascade_hash, 5);
     expect_block(other, &f->big, 5);   /* within IO_TIMEOUT_MS: the stuck one gave way */
@@ -1113,7 +1125,8 @@ static void test_full_queue_says_not_now_then_queues(void **state)
     struct fixture *f = *state;
     serve_with(f, &(struct block_server_config){.upload_slots = 1});
     int stuck = connect_to(f);
-    fill_until_stuck(f, stuck);                       /* holds the slot */
+    fill_until_stuck(f, stuck);
+    wait_sending_big(f);                              /* it holds the slot */
     int queued = connect_to(f);
     send_request(queued, f->big.meta.cascade_hash, 1);   /* waits for it */
     for (int i = 0; i < IO_TIMEOUT_MS / 10 && stats_of(f).connections_open < 2; i++)
@@ -1137,7 +1150,9 @@ static void test_full_queue_says_not_now_then_queues(void **state)
 }
 
 /* hold_back is asked about held blocks only, told whether others are being
- * sent to, and a "hold it" becomes status 2 on a connection kept open. */
+ * sent to, and a "hold it" becomes status 2 on a connection kept open; a
+ * block held back twice in a row from one connection is sent the third
+ * time. */
 static void test_hold_back_hook(void **state)
 {
     struct fixture *f = *state;
@@ -1154,11 +1169,17 @@ static void test_hold_back_hook(void **state)
     expect_block(fd, &f->small, 8);
 
     int stuck = connect_to(f);
-    fill_until_stuck(f, stuck);   /* being sent to from now on */
+    fill_until_stuck(f, stuck);
+    wait_sending_big(f);          /* being sent to from now on */
     send_request(fd, f->small.meta.cascade_hash, 9);
     expect_message(fd, WIRE_STATUS_NOT_PRESENT, "block 9 not offered now: other peers have it");
     assert_int_equal(atomic_load(&f->hold_others_waiting), 1);
     assert_int_equal(atomic_load(&f->small.pins), 0);            /* released at once */
+    /* Held back twice in a row from this connection: the third ask gets it. */
+    int calls = atomic_load(&f->hold_calls);
+    send_request(fd, f->small.meta.cascade_hash, 9);
+    expect_block(fd, &f->small, 9);
+    assert_int_equal(atomic_load(&f->hold_calls), calls);   /* not even asked */
     close(stuck);
     close(fd);
 }
