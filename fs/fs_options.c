@@ -10,6 +10,7 @@
 
 #include "cascade/store_cache.h"
 #include "cascade/util.h"
+#include "net/node.h"
 #include "net/sock.h"
 
 enum { KEY_HELP, KEY_VERSION };
@@ -200,9 +201,9 @@ static int check_options(struct fs_options *opts, char *err, size_t errlen)
         cascade_errf(err, errlen, "timeout must be at least 1 second");
         return -1;
     }
-    if (opts->upload_slots > FS_UPLOAD_SLOTS_MAX) {
+    if (opts->upload_slots > NODE_MAX_UPLOAD_SLOTS) {
         cascade_errf(err, errlen, "upload_slots=%u: give 1 to %d", opts->upload_slots,
-                     FS_UPLOAD_SLOTS_MAX);
+                     NODE_MAX_UPLOAD_SLOTS);
         return -1;
     }
     if (opts->readahead > 1u << 20) {

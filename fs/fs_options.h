@@ -22,7 +22,6 @@
 #define FS_DEFAULT_LISTEN "0.0.0.0:0"
 #define FS_DEFAULT_READAHEAD_BLOCKS 2
 #define FS_DEFAULT_TIMEOUT_S 30
-#define FS_UPLOAD_SLOTS_MAX 1024
 
 /* Filled by fs_options_parse; strings are owned (free with fs_options_free). */
 struct fs_options {

@@ -144,8 +144,7 @@ struct block_server {
     struct bs_link waiting;             /* READING ones, longest waiting first */
     struct bs_link dead;                /* closed in this batch of events */
     size_t nconns;
-    size_t nsending;                    /* connections with a block answer (slot or queued) */
-    size_t slot_holders, slot_queued;
+    size_t slot_holders, slot_queued;   /* block answers in a slot, and waiting for one */
     struct bs_link slot_queue;          /* block answers waiting for a slot, oldest first */
     struct bs_addr **addrs;             /* hash table of source addresses */
     uint32_t addr_mask, addr_seed;
@@ -346,7 +345,6 @@ static void conn_unpin(struct block_server *srv, struct conn *c)
     slot_leave(srv, c);
     cascade_store_unpin_block(c->store, c->block);
     srv->source.release(srv->source.ctx, c->file, c->file_sent);
-    srv->nsending--;
     c->file = NULL;
     c->store = NULL;
 }
@@ -504,6 +502,14 @@ static void conn_set_message(struct conn *c, uint8_t status, const char *fmt, ..
     conn_debug(c, "status %u: %.*s", status, (int)len, msg);
 }
 
+/* A held block we pinned but will not send this time: unpin it, release its file. */
+static void give_back(struct block_server *srv, void *file, struct cascade_store *st,
+                      uint64_t block)
+{
+    cascade_store_unpin_block(st, block);
+    srv->source.release(srv->source.ctx, file, 0);
+}
+
 /* Turn the full request in c->req into an answer to send. */
 static void conn_answer(struct block_server *srv, struct conn *c)
 {
@@ -539,26 +545,25 @@ static void conn_answer(struct block_server *srv, struct conn *c)
     }
     if (slots_full(srv) && c->told_busy < BS_BUSY_TELLS) {
         c->told_busy++;   /* told often enough in a row, it queues whatever the queue */
-        cascade_store_unpin_block(st, req.block);
-        srv->source.release(srv->source.ctx, file, 0);
+        give_back(srv, file, st, req.block);
         conn_set_message(c, WIRE_STATUS_NOT_PRESENT,
                          "block %" PRIu64 " not sent now: %zu answers queued, ask elsewhere",
                          req.block, srv->slot_queued);
         return;
     }
     c->told_busy = 0;
+    bool others_waiting = srv->slot_holders + srv->slot_queued > 0;
     /* Held back from this connection twice in a row, a block is sent the
      * third time it asks: a reader that found it nowhere else waits two
      * retries, not the whole hold. (The source is not told of that copy:
      * its hold only ends sooner for it.) */
     bool asked_again = c->held_file == file && c->held_block == req.block;
     if (srv->source.hold_back && !(asked_again && c->held_times >= BS_HOLD_TELLS) &&
-        srv->source.hold_back(srv->source.ctx, file, st, req.block, srv->nsending > 0)) {
+        srv->source.hold_back(srv->source.ctx, file, st, req.block, others_waiting)) {
         c->held_times = asked_again ? c->held_times + 1 : 1;
         c->held_file = file;
         c->held_block = req.block;
-        cascade_store_unpin_block(st, req.block);
-        srv->source.release(srv->source.ctx, file, 0);
+        give_back(srv, file, st, req.block);
         conn_set_message(c, WIRE_STATUS_NOT_PRESENT,
                          "block %" PRIu64 " not offered now: other peers have it", req.block);
         return;
@@ -570,7 +575,6 @@ static void conn_answer(struct block_server *srv, struct conn *c)
     c->head_sent = 0;
     c->close_after = false;
     c->file = file;
-    srv->nsending++;
     slot_take(srv, c, c->send_ms);
     c->store = st;
     c->block = req.block;

@@ -52,6 +52,8 @@
 #include "cascade/store.h"
 #include "net/tracker_client.h"
 
+#define NODE_MAX_UPLOAD_SLOTS 1024   /* what --upload-slots and -o upload_slots accept */
+
 #define NODE_FILLS_AT_ONCE 8
 
 enum node_priority {
@@ -72,7 +74,8 @@ struct node_config {
     size_t n_static_peers;
     int max_connections;            /* peer connections at once; 0: 32 */
     int upload_slots;               /* blocks we send at once, the rest queued (the
-                                       block server's upload_slots); 0: 4 */
+                                       block server's upload_slots); 0: 4; at most
+                                       NODE_MAX_UPLOAD_SLOTS (the programs' bound) */
     int pipeline_depth;             /* requests in flight per connection; 0: by rate */
     int request_timeout_ms;         /* 0: by block size */
     int connect_timeout_ms;         /* 0: 3000 */

@@ -125,21 +125,20 @@ def write_progress(out, t0, left):
 
 
 def peers(t0, deadline, specfile, progress=None):
-    left, kinds = {}, {}
+    left = {}
     for line in open(specfile):
         name, kind, pid, path, size, blocks = line.split()
-        left[name] = (STATES[kind], int(pid), path, int(size), int(blocks))
-        kinds[name] = (kind, int(pid), path, int(size), int(blocks))
+        left[name] = (kind, int(pid), path, int(size), int(blocks))
     out = open(progress, "w") if progress else None
     time.sleep(max(0.0, t0 - time.time()))
     why = {}
     next_progress = time.time()
     while left and time.time() < deadline:
         if out and time.time() >= next_progress:
-            write_progress(out, t0, {k: kinds[k] for k in left})
+            write_progress(out, t0, left)
             next_progress += PROGRESS_EVERY
-        for name, (state, pid, path, size, blocks) in list(left.items()):
-            done, why[name] = state(path, size, blocks)
+        for name, (kind, pid, path, size, blocks) in list(left.items()):
+            done, why[name] = STATES[kind](path, size, blocks)
             if done is not None:
                 print("%s done %.2f" % (name, done - t0), flush=True)
                 del left[name]

@@ -46,7 +46,6 @@
 
 #define CLI_DEFAULT_LISTEN "0.0.0.0:6881"
 #define CLI_SEED_PORT 6881
-#define CLI_UPLOAD_SLOTS_MAX 1024
 #define CLI_STALL_S 30           /* get gives up when no block arrives for this long */
 #define GET_HASH_CHUNK (1u << 20) /* read-back size for the whole-file hash */
 #define GET_PEERS_EVERY_MS 500    /* the progress line's peer count, refreshed */
@@ -500,12 +499,10 @@ struct seed_opts {
 
 static int parse_upload_slots(const char *arg, int *out)
 {
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(arg, &end, 10);
-    if (errno || end == arg || *end || arg[0] == '-' || v < 1 || v > CLI_UPLOAD_SLOTS_MAX) {
+    uint64_t v;
+    if (cascade_parse_size(arg, &v) != 0 || v < 1 || v > NODE_MAX_UPLOAD_SLOTS) {
         fprintf(stderr, "cascade seed: --upload-slots: '%s' is not a number from 1 to %d\n", arg,
-                CLI_UPLOAD_SLOTS_MAX);
+                NODE_MAX_UPLOAD_SLOTS);
         return -1;
     }
     *out = (int)v;
