@@ -549,6 +549,18 @@ static void byte_range_blocks(const struct cascade_meta *m, uint64_t off, uint64
     *count = (off + len - 1) / m->block_size - *first + 1;
 }
 
+/* Whether a block of [first, first + count) is neither held nor wanted
+ * (under the node's lock). */
+static bool range_lost(struct node_file *f, struct cascade_store *st, uint64_t first,
+                       uint64_t count)
+{
+    const uint8_t *prio = f->fetch.prio;
+    for (uint64_t i = first; prio && i < first + count && i < f->meta->block_count; i++)
+        if (prio[i] == NODE_WANT_NONE && !cascade_store_has(st, i))
+            return true;
+    return false;
+}
+
 int node_file_fetch_range(struct node_file *f, uint64_t off, uint64_t len,
                           uint64_t ra_off, uint64_t ra_len, uint64_t deadline_ms)
 {
@@ -561,10 +573,10 @@ int node_file_fetch_range(struct node_file *f, uint64_t off, uint64_t len,
     pthread_mutex_lock(&n->lock);
     uint64_t fails = f->fetch.store_fail_count;   /* failures from now on are news */
     pthread_mutex_unlock(&n->lock);
-    uint64_t first, count;
+    uint64_t first, count, read_first = 0, read_count = 0;
     if (!held) {
-        byte_range_blocks(m, off, len, &first, &count);
-        node_file_want(f, first, count, NODE_WANT_URGENT);
+        byte_range_blocks(m, off, len, &read_first, &read_count);
+        node_file_want(f, read_first, read_count, NODE_WANT_URGENT);
     }
     /* Read-ahead never crowds out what is being read under a cache limit. */
     if (f->cache_owned && n->cfg.cache_max > 0 && ra_len > n->cfg.cache_max / 4)
@@ -598,6 +610,15 @@ int node_file_fetch_range(struct node_file *f, uint64_t off, uint64_t len,
         if (cascade_now_ms() >= deadline_ms) {
             rc = -ETIMEDOUT;
             break;
+        }
+        /* A block that landed and was evicted before we read it (the
+         * cache limit made room) is wanted no more: want it again, or we
+         * would wait for nothing. */
+        if (range_lost(f, st, read_first, read_count)) {
+            pthread_mutex_unlock(&n->lock);
+            node_file_want(f, read_first, read_count, NODE_WANT_URGENT);
+            pthread_mutex_lock(&n->lock);
+            continue;
         }
         struct timespec ts;
         cascade_timespec_at(deadline_ms, &ts);
