@@ -133,8 +133,10 @@ static void peer_disconnect(struct peer_node *n, struct fetch_peer *p, enum peer
 
 /* Requests in flight for p: enough bytes to keep its link busy for
  * NODE_PIPELINE_MS at its measured rate, one block more (so the rate can
- * grow), two at least: a slow link is not flooded with requests that then
- * time out, a fast one is never idle. Before any rate is known,
+ * grow): a slow link is not flooded with requests that then time out, a
+ * fast one is never idle, and on a thin link (a swarm peer's share of an
+ * uplink) one request at a time, so a block it lacks is not stuck behind
+ * one it sends (NODE_MIN_DEPTH). Before any rate is known,
  * NODE_BYTES_IN_FLIGHT. In blocks of its largest block size. */
 static int peer_depth(const struct peer_node *n, const struct fetch_peer *p)
 {

@@ -27,8 +27,12 @@
 
 #define NODE_MAX_PEERS 1024                /* known peers kept; more are ignored */
 #define NODE_MAX_DEPTH 64
-#define NODE_MIN_DEPTH 2                   /* requests in flight per peer at least: most
-                                              answers of a young swarm are a cheap "no" */
+#define NODE_MIN_DEPTH 1                   /* requests in flight per peer at least: a
+                                              request queued behind a block that peer is
+                                              still sending us is asked of nobody else
+                                              meanwhile, and in a swarm most such requests
+                                              get "not present" (31 peers: ratio 0.60 with
+                                              2, 0.65 with 1) */
 #define NODE_BYTES_IN_FLIGHT (2u << 20)    /* per peer, before its rate is known */
 #define NODE_PIPELINE_MS 500               /* a peer's pipeline: this long at its rate */
 #define NODE_FORGET_FAILURES 6             /* failures in a row (about 30 s): forget it */

@@ -221,8 +221,9 @@ start_tracker_and_seeders() {
     wait_for_line "$T/h/t/out" 'listening on' 10 || die "tracker did not start: $(cat "$T/h/t/err")"
     for ((i = 0; i < n; i++)); do
         mkdir -p "$T/h/s$i"
+        # shellcheck disable=SC2086  # SEEDER_ARGS: extra words for the seeders, like SEED_ARGS
         bg "cswb-s$i" "$T/h/s$i/out" "$T/h/s$i/err" "$CASCADE" seed "$CASC" --data "$T/orig" \
-            -t "$TRK" -l "10.77.0.$((2 + i)):$PORT" --cache "$T/h/s$i/cache"
+            -t "$TRK" -l "10.77.0.$((2 + i)):$PORT" --cache "$T/h/s$i/cache" ${SEEDER_ARGS:-}
         addrs+=("10.77.0.$((2 + i)):$PORT")
     done
     for ((i = 0; i < n; i++)); do
