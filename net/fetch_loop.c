@@ -138,7 +138,7 @@ static void peer_disconnect(struct peer_node *n, struct fetch_peer *p, enum peer
  * uplink) one request at a time, so a block it lacks is not stuck behind
  * one it sends (NODE_MIN_DEPTH). Before any rate is known,
  * NODE_BYTES_IN_FLIGHT. In blocks of its largest block size. */
-static int peer_depth(const struct peer_node *n, const struct fetch_peer *p)
+int fetch_peer_depth(const struct peer_node *n, const struct fetch_peer *p)
 {
     if (n->cfg.pipeline_depth > 0)
         return n->cfg.pipeline_depth;
@@ -158,7 +158,7 @@ static int peer_depth(const struct peer_node *n, const struct fetch_peer *p)
  * waits) may go a little past it rather than wait for a free slot. */
 static void peer_refill(struct peer_node *n, struct fetch_peer *p, uint64_t now)
 {
-    int depth = peer_depth(n, p);
+    int depth = fetch_peer_depth(n, p);
     for (;;) {
         int busy = (int)p->conn.inflight_count + p->verifying;
         if (busy >= depth + NODE_URGENT_EXTRA)

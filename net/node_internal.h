@@ -432,6 +432,12 @@ void fetch_mark_stale(struct node_file *f, uint64_t idx);
 
 void *fetch_loop_main(void *arg);
 
+/* Requests p may have in flight (under lock): cfg.pipeline_depth if set;
+ * else NODE_PIPELINE_MS of p's measured rate in blocks of its files'
+ * largest block size, plus one, from NODE_MIN_DEPTH to NODE_MAX_DEPTH;
+ * NODE_BYTES_IN_FLIGHT worth before any rate is known. */
+int fetch_peer_depth(const struct peer_node *n, const struct fetch_peer *p);
+
 /* ---- node_status.c: who downloads from us, for the status ---- */
 
 /* The table of connections the block server sends to (bounded). NULL

@@ -4,7 +4,8 @@
  * nothing yet; the rarest block we know of (the one most peers said they
  * lack) goes first to a peer that has what it is asked; a peer is not
  * asked for what it said it lacks; urgent blocks keep their order; a node
- * that serves nothing takes background blocks in order.
+ * that serves nothing takes background blocks in order; a peer's pipeline
+ * follows its rate, one request at a time on a thin link.
  * Results are collected under the lock and checked after it, so a failed
  * check never leaves the lock held. */
 #include <setjmp.h>
@@ -201,6 +202,30 @@ static void test_non_serving_node_goes_in_order(void **state)
         assert_int_equal(got[i], (uint64_t)i);
 }
 
+/* A peer's pipeline follows its rate: a thin link (a swarm peer's share
+ * of an uplink) gets one request at a time, so a block it lacks is never
+ * stuck behind one it sends us; a faster one enough for NODE_PIPELINE_MS;
+ * an unmeasured one NODE_BYTES_IN_FLIGHT worth; never more than
+ * NODE_MAX_DEPTH. (Blocks of 1 KiB here.) */
+static void test_depth_follows_rate(void **state)
+{
+    struct fixture *f = *state;
+    int depth[5];
+    pthread_mutex_lock(&f->node->lock);
+    struct fetch_peer *p = made_up_peer(f, 0);
+    const double rates[5] = {0, 1500, 20 * 1024, 40 * 1024, 1e9};
+    for (int i = 0; i < 5; i++) {
+        p->rate = rates[i];
+        depth[i] = fetch_peer_depth(f->node, p);
+    }
+    pthread_mutex_unlock(&f->node->lock);
+    assert_int_equal(depth[0], NODE_MAX_DEPTH);   /* 2 MiB of 1 KiB blocks, capped */
+    assert_int_equal(depth[1], 1);                /* 750 bytes in 500 ms: under a block */
+    assert_int_equal(depth[2], 11);               /* 10 blocks in 500 ms, one more */
+    assert_int_equal(depth[3], 21);
+    assert_int_equal(depth[4], NODE_MAX_DEPTH);
+}
+
 int main(void)
 {
     cascade_log_init("test_fetch_pick", CASCADE_LOG_ERROR, false);
@@ -210,6 +235,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_urgent_stays_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_non_serving_node_goes_in_order, setup_not_serving,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_depth_follows_rate, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
