@@ -134,24 +134,29 @@ static void peer_disconnect(struct peer_node *n, struct fetch_peer *p, enum peer
 /* Requests in flight for p: enough bytes to keep its link busy for
  * NODE_PIPELINE_MS at its measured rate, one block more (so the rate can
  * grow): a slow link is not flooded with requests that then time out, a
- * fast one is never idle, and on a thin link (a swarm peer's share of an
- * uplink) one request at a time, so a block it lacks is not stuck behind
- * one it sends (NODE_MIN_DEPTH). Before any rate is known,
- * NODE_BYTES_IN_FLIGHT. In blocks of its largest block size. */
+ * fast one is never idle. On a thin link (a swarm peer's share of an
+ * uplink) that is one request at a time, so a block it lacks is not stuck
+ * behind one it sends; two for a peer that has what it is asked (a
+ * seeder), so its link does not idle for a round trip between blocks.
+ * Before any rate is known, NODE_BYTES_IN_FLIGHT. In blocks of its
+ * largest block size. */
 int fetch_peer_depth(const struct peer_node *n, const struct fetch_peer *p)
 {
     if (n->cfg.pipeline_depth > 0)
         return n->cfg.pipeline_depth;
     uint64_t biggest = 1;
+    int least = NODE_MIN_DEPTH;
     for (size_t i = 0; i < p->n_files; i++) {
         uint64_t bs = n->files[p->files[i].file]->meta->block_size;
         if (bs > biggest)
             biggest = bs;
+        if (p->files[i].holds >= NODE_RICH_PEER)
+            least = NODE_MIN_DEPTH_RICH;
     }
     double bytes = p->rate > 0 ? p->rate * NODE_PIPELINE_MS / 1000.0
                                : (double)NODE_BYTES_IN_FLIGHT;
     double d = bytes / (double)biggest + 1;
-    return d < NODE_MIN_DEPTH ? NODE_MIN_DEPTH : d > NODE_MAX_DEPTH ? NODE_MAX_DEPTH : (int)d;
+    return d < least ? least : d > NODE_MAX_DEPTH ? NODE_MAX_DEPTH : (int)d;
 }
 
 /* Queue requests on p up to its pipeline depth; urgent blocks (a reader

@@ -33,6 +33,7 @@
                                               meanwhile, and in a swarm most such requests
                                               get "not present" (31 peers: ratio 0.60 with
                                               2, 0.65 with 1) */
+#define NODE_MIN_DEPTH_RICH 2              /* at least, of a peer that has what it is asked */
 #define NODE_BYTES_IN_FLIGHT (2u << 20)    /* per peer, before its rate is known */
 #define NODE_PIPELINE_MS 500               /* a peer's pipeline: this long at its rate */
 #define NODE_FORGET_FAILURES 6             /* failures in a row (about 30 s): forget it */

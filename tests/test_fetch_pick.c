@@ -5,7 +5,7 @@
  * lack) goes first to a peer that has what it is asked; a peer is not
  * asked for what it said it lacks; urgent blocks keep their order; a node
  * that serves nothing takes background blocks in order; a peer's pipeline
- * follows its rate, one request at a time on a thin link.
+ * follows its rate, one request at a time on a thin link (two to a seeder).
  * Results are collected under the lock and checked after it, so a failed
  * check never leaves the lock held. */
 #include <setjmp.h>
@@ -204,13 +204,14 @@ static void test_non_serving_node_goes_in_order(void **state)
 
 /* A peer's pipeline follows its rate: a thin link (a swarm peer's share
  * of an uplink) gets one request at a time, so a block it lacks is never
- * stuck behind one it sends us; a faster one enough for NODE_PIPELINE_MS;
- * an unmeasured one NODE_BYTES_IN_FLIGHT worth; never more than
- * NODE_MAX_DEPTH. (Blocks of 1 KiB here.) */
+ * stuck behind one it sends us, and two if the peer has what it is asked
+ * (a seeder: no round trip idle between blocks); a faster one enough for
+ * NODE_PIPELINE_MS; an unmeasured one NODE_BYTES_IN_FLIGHT worth; never
+ * more than NODE_MAX_DEPTH. (Blocks of 1 KiB here.) */
 static void test_depth_follows_rate(void **state)
 {
     struct fixture *f = *state;
-    int depth[5];
+    int depth[5], rich_thin;
     pthread_mutex_lock(&f->node->lock);
     struct fetch_peer *p = made_up_peer(f, 0);
     const double rates[5] = {0, 1500, 20 * 1024, 40 * 1024, 1e9};
@@ -218,7 +219,11 @@ static void test_depth_follows_rate(void **state)
         p->rate = rates[i];
         depth[i] = fetch_peer_depth(f->node, p);
     }
+    p->rate = 1500;
+    p->files[0].holds = 1.0f;   /* every answer so far a block */
+    rich_thin = fetch_peer_depth(f->node, p);
     pthread_mutex_unlock(&f->node->lock);
+    assert_int_equal(rich_thin, 2);
     assert_int_equal(depth[0], NODE_MAX_DEPTH);   /* 2 MiB of 1 KiB blocks, capped */
     assert_int_equal(depth[1], 1);                /* 750 bytes in 500 ms: under a block */
     assert_int_equal(depth[2], 11);               /* 10 blocks in 500 ms, one more */
