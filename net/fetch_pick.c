@@ -180,7 +180,7 @@ static bool pick_endgame(struct peer_node *n, struct fetch_peer *p, struct peer_
 {
     struct fetch_file *ff = &f->fetch;
     uint64_t count = f->meta->block_count;
-    /* Only in the last sixteenth of the file (2 to NODE_ENDGAME_BLOCKS
+    /* Only in the last eighth of the file (2 to NODE_ENDGAME_BLOCKS
      * blocks; a small file has every missing block asked for much earlier),
      * once every missing block is asked for somewhere, and only of a peer
      * with nothing else to do for us: in a swarm a doubled block is upload
