@@ -23,6 +23,9 @@
 #                      together; or mount-cat: a cold `cat` through a mount
 #                      fed by one seeder, its throughput against that uplink
 # BUILD_DIR defaults to ./build (net/cli/cascade, cascade-tracker, fs/cascadefs).
+# SEED_ARGS and SEEDER_ARGS add words to the peers' and the seeders'
+# `cascade seed` (e.g. SEED_ARGS=-v logs every block each peer fetches and
+# serves, SEEDER_ARGS='--upload-slots 2').
 #
 # Hosts are network namespaces named cswb-* joined by a bridge in cswb-br:
 # the tracker on cswb-t (10.77.0.1; a host of its own, so its answers never
