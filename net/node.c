@@ -160,8 +160,8 @@ static bool source_hold_back(void *ctx, void *file, struct cascade_store *st, ui
     bool round_done = false;
     bool hold = first_copy_hold_back(&f->first_copy, block, others_waiting, now, &round_done);
     if (round_done)
-        log_info("%s: every block has gone out at least once (%.1f s after the first)", f->name,
-                 (double)(now - f->first_copy.base_ms) / 1000.0);
+        log_info("%s: every block has been handed out at least once (the last one leaving now, "
+                 "%.1f s after the first)", f->name, (double)(now - f->first_copy.base_ms) / 1000.0);
     return hold;
 }
 
