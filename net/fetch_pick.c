@@ -18,9 +18,9 @@
  *      to give each other (a node that serves nothing takes them in order);
  *   3. in the endgame (few blocks missing, all asked for) a second request,
  *      to a peer otherwise idle, for one still on the wire elsewhere that
- *      it would likely bring at least twice as soon (from its rate, and the
- *      other's rate and queue), so a slow peer (a busy seeder) cannot hold
- *      the last ones.
+ *      it would likely bring sooner (from its rate, and the other's rate
+ *      and queue), so a slow peer (a busy seeder) cannot hold the last
+ *      ones.
  * A peer that said it lacks a block is not asked for it again for a
  * couple of seconds (NODE_LACKS_FORGET_MS). */
 #include <stdint.h>
@@ -192,7 +192,10 @@ static bool pick_endgame(struct peer_node *n, struct fetch_peer *p, struct peer_
         return false;
     while (ff->low_wanted < count && ff->prio[ff->low_wanted] == NODE_WANT_NONE)
         ff->low_wanted++;
-    /* Worth doubling: a block p would likely bring at least twice as soon. */
+    /* Worth doubling: a block p would likely bring sooner. (Asking only
+     * for blocks it would bring twice as soon sent 1.10x what a swarm
+     * needs instead of 1.18x, but one peer in 31 then often waited on the
+     * last block: ratio 0.59-0.66 against 0.64-0.68.) */
     double rate = p->rate > NODE_SLOW_RATE ? p->rate : NODE_SLOW_RATE;
     uint64_t here_ms = (uint64_t)((double)f->meta->block_size * 1000.0 / rate);
     uint64_t end = ff->low_wanted + NODE_SCAN_LIMIT;
@@ -203,7 +206,7 @@ static bool pick_endgame(struct peer_node *n, struct fetch_peer *p, struct peer_
             being_stored(n, f->index, idx))
             continue;
         uint64_t there_ms = expected_arrival_ms(n, f->index, idx, f->meta->block_size);
-        if (there_ms != UINT64_MAX && there_ms > 2 * here_ms) {
+        if (there_ms != UINT64_MAX && there_ms > here_ms) {
             *out = idx;
             return true;
         }
