@@ -55,8 +55,9 @@
 #define NODE_URGENT_EXTRA 2                /* urgent requests allowed past the depth */
 #define NODE_ENDGAME_BLOCKS 256            /* endgame: at most this many missing, all asked */
 #define NODE_ENDGAME_SHARE 8               /*   and at most this share of the file (1/N):
-                                              31 peers 0.59-0.68 with 16, 0.63-0.66 with 8;
-                                              hosts send 1.10x what peers need either way */
+                                              31 peers 0.59-0.68 with 16, 0.63-0.66 with 8
+                                              (both when doubling only what would come twice
+                                              as soon; fetch_pick.c) */
 #define NODE_URGENT_STUCK_MS 1500          /* urgent blocks behind a head this old go elsewhere too */
 #define NODE_STORE_RETRY_MIN_MS 1000       /* store failures: first retry, doubling */
 #define NODE_STORE_RETRY_MAX_MS 30000
@@ -437,8 +438,9 @@ void *fetch_loop_main(void *arg);
 
 /* Requests p may have in flight (under lock): cfg.pipeline_depth if set;
  * else NODE_PIPELINE_MS of p's measured rate in blocks of its files'
- * largest block size, plus one, from NODE_MIN_DEPTH to NODE_MAX_DEPTH;
- * NODE_BYTES_IN_FLIGHT worth before any rate is known. */
+ * largest block size, plus one (NODE_BYTES_IN_FLIGHT worth before any rate
+ * is known), at least NODE_MIN_DEPTH (NODE_MIN_DEPTH_RICH for a peer that
+ * mostly has what it is asked, NODE_RICH_PEER), at most NODE_MAX_DEPTH. */
 int fetch_peer_depth(const struct peer_node *n, const struct fetch_peer *p);
 
 /* ---- node_status.c: who downloads from us, for the status ---- */
